@@ -1,0 +1,26 @@
+"""``damo``: the typer application and its sub-command groups.
+
+Each command parses arguments, calls one damo_core function and prints the result; no logic
+lives here, so the same step behaves identically as a library call, a CLI call and a KFP
+component.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from damo_core.cli import data_cmds, model_cmds
+
+app = typer.Typer(
+    name="damo",
+    help="DAMO-YOLO pipeline: model zoo, data, training, export, serving and the Kubeflow DAG.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("info")(model_cmds.info)
+app.add_typer(data_cmds.data_app, name="data")
+
+
+def main() -> None:
+    app()

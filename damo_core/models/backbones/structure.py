@@ -1,0 +1,163 @@
+"""Backbone structure descriptions: the data a NAS search produces and the builders consume.
+
+A structure is a list of :class:`StageSpec`. It lives inline in a model's YAML config, or in a
+file in TinyNAS's own text format (a Python literal list of dicts, as written by
+alibaba/lightweight-neural-architecture-search), so structures move freely between that tool and
+this project.
+"""
+
+from __future__ import annotations
+
+import ast
+import pprint
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# TinyNAS class name -> this project's block name.
+_TINYNAS_CLASSES = {
+    "ConvKXBNRELU": "conv",
+    "SuperResConvK1KX": "res_k1kx",
+    "SuperResConvKXKX": "res_kxkx",
+}
+_INNER_CLASSES = {"res_k1kx": "ResConvK1KX", "res_kxkx": "ResConvKXKX"}
+BLOCKS = tuple(_TINYNAS_CLASSES.values())
+
+
+class StructureError(ValueError):
+    """A structure description that cannot become a backbone."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a TinyNAS backbone.
+
+    ``block`` is ``conv`` for the stem, ``res_k1kx`` (1×1 then k×k) or ``res_kxkx`` (k×k twice)
+    for residual stages; how a stage is realised (plain residual, CSP-wrapped, or inverted
+    mobile bottleneck) is the backbone type's choice, exactly as in MAE-NAS. ``depth`` is the
+    number of blocks, ``btn`` the bottleneck width.
+    """
+
+    block: str
+    in_channels: int
+    out_channels: int
+    stride: int
+    kernel: int
+    depth: int = 1
+    btn: int = 0
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCKS:
+            raise StructureError(f"block {self.block!r} is not one of {BLOCKS}")
+        for name in ("in_channels", "out_channels", "kernel", "depth"):
+            if getattr(self, name) < 1:
+                raise StructureError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stride not in (1, 2):
+            raise StructureError(f"stride must be 1 or 2, got {self.stride}")
+
+
+_YAML_KEYS = {"block", "in", "out", "stride", "kernel", "depth", "btn"}
+
+
+def stages_from_config(items: list[dict[str, Any]], source: str) -> list[StageSpec]:
+    """Read the inline YAML form ``{block, in, out, stride, kernel, depth, btn}``."""
+    stages = []
+    for i, item in enumerate(items):
+        unknown = set(item) - _YAML_KEYS
+        missing = {"block", "in", "out", "stride", "kernel"} - set(item)
+        if unknown or missing:
+            raise StructureError(
+                f"{source}: backbone.structure[{i}] has unknown keys {sorted(unknown)} "
+                f"/ missing keys {sorted(missing)}; allowed: {sorted(_YAML_KEYS)}"
+            )
+        try:
+            stages.append(
+                StageSpec(item["block"], item["in"], item["out"], item["stride"],
+                          item["kernel"], item.get("depth", 1), item.get("btn", 0))
+            )
+        except StructureError as err:
+            raise StructureError(f"{source}: backbone.structure[{i}]: {err}") from None
+    check_chain(stages, source)
+    return stages
+
+
+def stages_to_config(stages: list[StageSpec]) -> list[dict[str, Any]]:
+    return [
+        {"block": s.block, "in": s.in_channels, "out": s.out_channels, "stride": s.stride,
+         "kernel": s.kernel, "depth": s.depth, "btn": s.btn}
+        for s in stages
+    ]
+
+
+def check_chain(stages: list[StageSpec], source: str) -> None:
+    """Each stage must consume what the previous one produces, starting from RGB."""
+    if not stages or stages[0].block != "conv":
+        raise StructureError(f"{source}: a structure starts with a 'conv' stem stage")
+    if stages[0].in_channels != 3:
+        raise StructureError(f"{source}: the stem reads 3 channels, got {stages[0].in_channels}")
+    for i, (prev, cur) in enumerate(zip(stages, stages[1:], strict=False), start=1):
+        if cur.in_channels != prev.out_channels:
+            raise StructureError(
+                f"{source}: structure[{i}].in = {cur.in_channels} but structure[{i - 1}].out = "
+                f"{prev.out_channels}"
+            )
+
+
+def parse_tinynas(text: str, source: str = "<string>") -> list[StageSpec]:
+    """Parse TinyNAS's text format (``nbitsA``/``nbitsW`` quantisation fields are ignored)."""
+    try:
+        raw = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError) as err:
+        raise StructureError(f"{source}: not a TinyNAS structure literal ({err})") from None
+    if not isinstance(raw, list):
+        raise StructureError(f"{source}: expected a list of dicts, got {type(raw).__name__}")
+    stages = []
+    for i, item in enumerate(raw):
+        cls = item.get("class") if isinstance(item, dict) else None
+        if cls not in _TINYNAS_CLASSES:
+            raise StructureError(
+                f"{source}: structure[{i}].class = {cls!r}; known: {sorted(_TINYNAS_CLASSES)}"
+            )
+        try:
+            stages.append(
+                StageSpec(_TINYNAS_CLASSES[cls], int(item["in"]), int(item["out"]),
+                          int(item["s"]), int(item["k"]), int(item.get("L", 1)),
+                          int(item.get("btn", 0)))
+            )
+        except KeyError as err:
+            raise StructureError(f"{source}: structure[{i}] lacks field {err}") from None
+    check_chain(stages, source)
+    return stages
+
+
+def format_tinynas(stages: list[StageSpec], with_nbits: bool = False) -> str:
+    """Write TinyNAS's text format; ``with_nbits`` adds 8-bit fields as TinyNAS emits them."""
+    items = []
+    for s in stages:
+        if s.block == "conv":
+            item: dict[str, Any] = {"class": "ConvKXBNRELU", "in": s.in_channels, "k": s.kernel,
+                                    "out": s.out_channels, "s": s.stride}
+            if with_nbits:
+                item.update(nbitsA=8, nbitsW=8)
+        else:
+            cls = next(k for k, v in _TINYNAS_CLASSES.items() if v == s.block)
+            item = {"L": s.depth, "btn": s.btn, "class": cls, "in": s.in_channels,
+                    "inner_class": _INNER_CLASSES[s.block], "k": s.kernel,
+                    "out": s.out_channels, "s": s.stride}
+            if with_nbits:
+                item.update(nbitsA=[8] * 2 * s.depth, nbitsW=[8] * 2 * s.depth)
+        items.append(item)
+    return pprint.pformat(items, indent=2, width=100, sort_dicts=True) + "\n"
+
+
+def read_structure_file(path: str | Path) -> list[StageSpec]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise StructureError(f"cannot read structure file {path}: {err.strerror}") from None
+    return parse_tinynas(text, source=str(path))
+
+
+def describe(stages: list[StageSpec]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in stages]

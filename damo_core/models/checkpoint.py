@@ -1,0 +1,120 @@
+"""Loading checkpoints: this project's own and the reference implementation's released ``.pth``.
+
+The reference names its layers differently (``block_list``, ``rbr_dense``, ``merge_3``...). Each
+module here declares how its children were named there in a ``ref_names`` dict (own child path →
+reference path); walking a parameter's path through those dicts gives its reference name. So the
+mapping lives next to the layers it describes and follows any structure a config builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+# Buffers the reference stores that this project recomputes.
+_REFERENCE_ONLY = ("head.integral.project", "module.head.integral.project")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model; the message lists the differing keys."""
+
+
+def reference_name(model: nn.Module, key: str) -> str:
+    """The reference implementation's name for this model's state-dict ``key``."""
+    parts = key.split(".")
+    module: nn.Module | None = model
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        renames: dict[str, str] = getattr(module, "ref_names", {}) if module is not None else {}
+        for j in range(len(parts), i, -1):
+            own = ".".join(parts[i:j])
+            if own in renames:
+                out.append(renames[own])
+                module = _child(module, parts[i:j])
+                i = j
+                break
+        else:
+            out.append(parts[i])
+            module = _child(module, parts[i : i + 1])
+            i += 1
+    return ".".join(p for p in out if p)
+
+
+def _child(module: nn.Module | None, path: list[str]) -> nn.Module | None:
+    for name in path:
+        if module is None:
+            return None
+        module = module._modules.get(name)
+    return module
+
+
+def reference_key_map(model: nn.Module) -> dict[str, str]:
+    """Reference name → own name for every entry of ``model.state_dict()``."""
+    return {reference_name(model, key): key for key in model.state_dict()}
+
+
+def _extract_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
+    if isinstance(obj, dict):
+        for key in ("ema", "model", "state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, nn.Module):
+                return inner.state_dict()
+            if isinstance(inner, dict) and inner and all(
+                isinstance(v, Tensor) for v in inner.values()
+            ):
+                return inner
+        if obj and all(isinstance(v, Tensor) for v in obj.values()):
+            return obj
+    raise CheckpointError(
+        f"{path}: no state dict found (expected a dict of tensors, or one under 'model', 'ema' "
+        "or 'state_dict')"
+    )
+
+
+def convert_state_dict(
+    model: nn.Module, state: dict[str, Tensor], source: str
+) -> dict[str, Tensor]:
+    """Map a state dict in either naming onto ``model``'s keys, or explain what differs."""
+    state = {k.removeprefix("module."): v for k, v in state.items() if k not in _REFERENCE_ONLY}
+    own = model.state_dict()
+    ref_map = reference_key_map(model)
+    # Whichever naming shares more keys with the model is the checkpoint's naming.
+    if len(set(state) & set(ref_map)) > len(set(state) & set(own)):
+        mapped = {ref_map.get(k, f"<unmatched>{k}"): v for k, v in state.items()}
+    else:
+        mapped = dict(state)
+    missing = sorted(set(own) - set(mapped))
+    unexpected = sorted(k.removeprefix("<unmatched>") for k in set(mapped) - set(own))
+    wrong_shape = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in mapped.items() if k in own and v.shape != own[k].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        name = getattr(model, "name", type(model).__name__)
+        raise CheckpointError(
+            f"{source} does not fit model {name}: "
+            + "; ".join(
+                f"{label} ({len(items)}): {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+                for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                     ("shape mismatches", wrong_shape)) if items
+            )
+        )
+    return mapped
+
+
+def load_checkpoint(path: str | Path, model: nn.Module) -> nn.Module:
+    """Load a ``.pth``/``.pt`` into ``model``: this project's checkpoints or the reference's."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from None
+    mapped = convert_state_dict(model, _extract_state_dict(obj, path), str(path))
+    model.load_state_dict(mapped, strict=True)
+    return model
