@@ -54,7 +54,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     if candidate.is_file():
         return candidate
     known = list_models()
-    hint = difflib.get_close_matches(str(name_or_path), known, n=1)
+    hint = difflib.get_closematches_type(str(name_or_path), known, n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
     raise ConfigError(f"unknown model {str(name_or_path)!r}{suggestion} known models: {known}")
 
@@ -97,7 +97,7 @@ def check_keys(
 ) -> None:
     for key in mapping:
         if key not in allowed:
-            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = difflib.get_closematches_type(key, sorted(allowed), n=1)
             suggestion = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
             raise ConfigError(
                 f"{source}: unknown field '{prefix}{key}' (value {mapping[key]!r}){suggestion} "
@@ -124,19 +124,22 @@ def kwargs_for(
     hints = typing.get_type_hints(cls.__init__)
     for key, value in kwargs.items():
         expected = hints.get(key)
-        if expected is not None and not _matches(value, expected):
+        if expected is not None and not matches_type(value, expected):
             raise ConfigError(
                 f"{source}: field '{prefix}{key}' = {value!r} should be {_type_name(expected)}"
             )
     return kwargs
 
 
-def _matches(value: Any, expected: Any) -> bool:
+def matches_type(value: Any, expected: Any) -> bool:
+    """Loose runtime check of a YAML value against a type annotation."""
     origin = typing.get_origin(expected)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(expected))
+        return any(matches_type(value, arg) for arg in typing.get_args(expected))
     if origin in (list, tuple):
         return isinstance(value, list | tuple)
+    if origin is dict:
+        return isinstance(value, dict)
     if expected is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if expected is int:

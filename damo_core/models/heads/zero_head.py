@@ -13,6 +13,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from damo_core.losses import LOSS_WEIGHTS
+from damo_core.losses.detection import detection_loss
 from damo_core.models.layers.box_ops import distance2bbox
 from damo_core.models.registry import register_head
 
@@ -122,3 +124,15 @@ class ZeroHead(nn.Module):
         priors = self.anchor_points(outputs)
         distances = (reg.softmax(dim=-1) * self.bins).sum(dim=-1) * priors[:, 2:3]
         return cls.sigmoid(), distance2bbox(priors[:, :2], distances)
+
+    def loss(
+        self,
+        outputs: list[LevelOutput],
+        targets: list[dict[str, Tensor]],
+        weights: dict[str, float] | None = None,
+    ) -> dict[str, Tensor]:
+        """``{"loss_qfl", "loss_dfl", "loss_giou", "loss"}`` for a batch; targets per image are
+        ``{"boxes": [G, 4] xyxy input pixels, "labels": [G]}``."""
+        cls, reg = self.flatten(outputs)
+        return detection_loss(cls, reg, self.anchor_points(outputs), targets,
+                              reg_max=self.reg_max, weights=weights or LOSS_WEIGHTS)

@@ -1,0 +1,258 @@
+"""Torch dataset and DataLoader over :class:`CocoDetection`, with the training augmentations.
+
+Determinism: every sample draws from its own generator seeded by ``(seed, epoch, index)``,
+and the shuffle order from ``(seed, epoch)``. So a sample does not depend on which worker
+builds it or on how many workers there are, and resuming at epoch ``k`` reproduces epoch
+``k`` exactly. ``set_epoch`` and ``close_mosaic`` are read when an epoch's iterator starts;
+:func:`build_dataloader` therefore uses non-persistent workers, which copy the dataset afresh
+each epoch.
+
+Train pipeline (reference order): mosaic of 4 images + random affine (probability
+``mosaic_prob``; otherwise a plain resize / letterbox), mixup (``mixup_prob``), horizontal
+flip, colour jitter, SADA box-level augmentation. Eval pipeline: resize / letterbox only,
+recording the placement so predictions can be mapped back with :func:`scale_boxes_back`.
+Images stay raw 0..255 (mean 0, std 1), as DAMO-YOLO consumes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from damo_core.data.augment import (
+    Annotated,
+    AugmentConfig,
+    Placement,
+    box_level_augment,
+    color_jitter,
+    drop_small,
+    mixup,
+    mosaic,
+    random_hflip,
+    resize_to_input,
+)
+from damo_core.data.coco import CocoDetection
+
+__all__ = ["DetectionDataset", "EpochSampler", "build_dataloader", "collate", "scale_boxes_back"]
+
+Target = dict[str, Any]
+
+
+class DetectionDataset(Dataset):
+    """Network-ready ``(image [3,S,S] float32 0..255, target)`` pairs from a COCO dataset.
+
+    ``target`` holds ``boxes`` (float32 ``[N, 4]`` xyxy in input pixels), ``labels`` (int64
+    ``[N]``), ``image_id``, ``orig_size`` ``(h, w)``, ``scale`` ``(sx, sy)`` and ``pad``
+    ``(left, top)`` with ``x_in = x_orig * sx + left``. A mosaic has no single original, so
+    for it ``orig_size`` is ``(S, S)``, scale ``(1, 1)`` and pad ``(0, 0)`` (identity); in
+    train mode the placement describes the resize only, not a later flip.
+    """
+
+    def __init__(
+        self,
+        source: CocoDetection,
+        *,
+        train: bool,
+        image_size: int,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        if image_size <= 0:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.source = source
+        self.train = train
+        self.image_size = image_size
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.seed = seed
+        self.epoch = 0
+        self.mosaic_closed = False
+        self._image_ids = source.image_ids  # the property rebuilds its list on every call
+        # Mixup needs a partner with boxes; crowd-only images count as empty.
+        self._with_boxes = np.array(
+            [i for i, iid in enumerate(self._image_ids) if _has_targets(source, iid)],
+            dtype=np.int64,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws (and shuffle order) to reproduce."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = epoch
+
+    def close_mosaic(self) -> None:
+        """Switch to the final-epochs recipe: no mosaic, mixup or box-level augmentation."""
+        self.mosaic_closed = True
+
+    @property
+    def active_augment(self) -> AugmentConfig:
+        """The recipe in force now (``augment``, or its no-mosaic variant once closed)."""
+        return self.augment.without_mosaic() if self.mosaic_closed else self.augment
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator for sample ``index`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for dataset of size {len(self)}")
+        index %= len(self)
+        if self.train:
+            sample, placement = self._train_sample(index, self.rng(index))
+        else:
+            cfg = self.augment
+            sample, placement = resize_to_input(
+                self._load(index), self.image_size, cfg.keep_ratio, cfg.pad_value
+            )
+        chw = np.ascontiguousarray(sample.image.transpose(2, 0, 1), dtype=np.float32)
+        target: Target = {
+            "boxes": torch.from_numpy(np.ascontiguousarray(sample.boxes, dtype=np.float32)),
+            "labels": torch.from_numpy(np.ascontiguousarray(sample.labels, dtype=np.int64)),
+            "image_id": int(self._image_ids[index]),
+            "orig_size": placement.orig_size,
+            "scale": placement.scale,
+            "pad": placement.pad,
+        }
+        return torch.from_numpy(chw), target
+
+    def _load(self, index: int) -> Annotated:
+        s = self.source[int(index)]
+        return Annotated(s.image, s.boxes, s.labels)
+
+    def _train_sample(self, index: int, rng: np.random.Generator) -> tuple[Annotated, Placement]:
+        """The training pipeline for one index (see the module docstring for the order)."""
+        cfg, size = self.active_augment, self.image_size
+        if rng.random() < cfg.mosaic_prob:
+            others = rng.integers(0, len(self), size=3)
+            tiles = [self._load(i) for i in (index, *others)]
+            sample = mosaic(tiles, size, rng, cfg)
+            placement = Placement((1.0, 1.0), (0, 0), (size, size))
+        else:
+            sample, placement = resize_to_input(
+                self._load(index), size, cfg.keep_ratio, cfg.pad_value
+            )
+        if len(sample.boxes) and len(self._with_boxes) and rng.random() < cfg.mixup_prob:
+            partner = self._load(self._with_boxes[rng.integers(len(self._with_boxes))])
+            sample = mixup(
+                sample,
+                partner,
+                rng,
+                scale_range=cfg.mixup_scale,
+                pad_value=cfg.pad_value,
+                min_box_size=cfg.min_box_size,
+            )
+        sample = random_hflip(sample, rng, cfg.flip_prob)
+        image = color_jitter(
+            sample.image,
+            rng,
+            prob=cfg.color_prob,
+            hsv_gains=cfg.hsv_gains,
+            brightness=cfg.brightness,
+            contrast=cfg.contrast,
+        )
+        image = box_level_augment(image, sample.boxes, rng, cfg, self._box_level_strength())
+        return drop_small(Annotated(image, sample.boxes, sample.labels)), placement
+
+    def _box_level_strength(self) -> float:
+        """Linear ramp of the box-level probability over ``box_ramp_epochs`` (0: no ramp);
+        the reference likewise grows it with training progress."""
+        ramp = self.augment.box_ramp_epochs
+        return 1.0 if ramp == 0 else min(1.0, (self.epoch + 1) / ramp)
+
+
+def _has_targets(source: CocoDetection, image_id: int) -> bool:
+    """Whether the image has at least one non-crowd annotation (a training target)."""
+    anns = source.coco.imgToAnns.get(image_id, [])
+    return any(not a.get("iscrowd", 0) for a in anns)
+
+
+def collate(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:
+    """Stack images into ``[B, 3, S, S]``; targets stay a list (box counts differ)."""
+    images = torch.stack([image for image, _ in batch])
+    return images, [target for _, target in batch]
+
+
+class EpochSampler(Sampler[int]):
+    """Index order for one epoch, shuffled from ``(seed, dataset.epoch)`` when ``shuffle``.
+
+    It lives in the main process, so it sees ``set_epoch`` directly and a resumed run gets
+    the same order as an uninterrupted one (a torch generator would depend on history).
+    """
+
+    def __init__(self, dataset: DetectionDataset, shuffle: bool, seed: int) -> None:
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        if not self.shuffle:
+            return iter(range(n))
+        order = np.random.default_rng([self.seed, self.dataset.epoch, 1]).permutation(n)
+        return iter(order.tolist())
+
+
+def build_dataloader(
+    dataset: DetectionDataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    seed: int,
+    *,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader yielding ``(images, targets)`` batches via :func:`collate`.
+
+    Workers are not persistent so each epoch's iterator picks up ``set_epoch`` and
+    ``close_mosaic``; call ``dataset.set_epoch(e)`` before iterating epoch ``e``.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(dataset, shuffle, seed),
+        num_workers=workers,
+        collate_fn=collate,
+        drop_last=drop_last,
+        persistent_workers=False,
+    )
+
+
+def scale_boxes_back(
+    boxes: torch.Tensor | np.ndarray,
+    scale: float | tuple[float, float],
+    pad: tuple[float, float],
+    orig_size: tuple[int, int],
+) -> torch.Tensor | np.ndarray:
+    """Map ``[..., 4]`` xyxy boxes from network-input pixels to original-image pixels.
+
+    Inverts ``x_in = x_orig * sx + left`` (a single float ``scale`` means ``sx == sy``) and
+    clips to the ``(h, w)`` image, because letterbox padding lets predictions spill outside.
+    Returns the same kind of array it was given (a tensor keeps its device and dtype).
+    """
+    sx, sy = (scale, scale) if isinstance(scale, int | float) else scale
+    h, w = orig_size
+    offset = [pad[0], pad[1], pad[0], pad[1]]
+    factor = [sx, sy, sx, sy]
+    limit = [w, h, w, h]
+    if isinstance(boxes, torch.Tensor):
+        out = (boxes - boxes.new_tensor(offset)) / boxes.new_tensor(factor)
+        return torch.minimum(out.clamp(min=0), boxes.new_tensor(limit))
+    arr = np.asarray(boxes)
+    dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
+    out_np = (arr - np.asarray(offset, dtype=dtype)) / np.asarray(factor, dtype=dtype)
+    return np.clip(out_np, 0, np.asarray(limit, dtype=dtype)).astype(dtype)

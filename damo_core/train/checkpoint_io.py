@@ -1,0 +1,52 @@
+"""Training checkpoints: written atomically, carrying what is needed to resume or to rebuild.
+
+A checkpoint holds the raw weights (``model``), the EMA weights (``ema``, what inference loads),
+optimiser state, progress counters and the model's config, so ``damo eval --weights best.pt``
+needs no other file and a crash while writing never corrupts the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from damo_core.atomic import atomic_path
+from damo_core.models import Detector, build_model
+from damo_core.models.config import ConfigError, ModelConfig, config_from_dict
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, then rename: never a torn checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def model_meta(model: Detector, class_names: list[str], image_size: int) -> dict[str, Any]:
+    cfg = model.config
+    assert cfg is not None
+    raw = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "source"}
+    return {"model_name": cfg.name, "model_config": raw, "num_classes": len(class_names),
+            "class_names": list(class_names), "image_size": image_size}
+
+
+def load_trained(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, dict[str, Any]]:
+    """Rebuild a model saved by the trainer and load its (EMA) weights; returns it and the
+    checkpoint's metadata (class names, image size, metrics)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
+        raise ConfigError(
+            f"{path}: not a damo training checkpoint (no 'model_config'); to load reference "
+            "weights build the model by name and use damo_core.models.checkpoint.load_checkpoint"
+        )
+    cfg: ModelConfig = config_from_dict(ckpt["model_config"], source=f"{path}:model_config")
+    model = build_model(cfg, num_classes=ckpt["num_classes"])
+    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    model.load_state_dict(state)
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "ema", "optimizer")}
+    return model.eval(), meta

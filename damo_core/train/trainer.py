@@ -1,0 +1,272 @@
+"""The training loop: SGD + cosine + EMA, per-epoch COCO evaluation, atomic checkpoints, resume.
+
+``train()`` is what ``damo train`` and the ``train_teacher`` pipeline component call. It writes
+into ``out_dir``: ``last.pt`` (every epoch), ``best.pt`` (best val AP), ``results.csv``,
+``results.png``, ``pr_curve.png`` and ``metrics.json`` (the final evaluation).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from damo_core.atomic import atomic_write_bytes
+from damo_core.data.augment import AugmentConfig
+from damo_core.data.coco import CocoDetection, DatasetSpec, load_dataset_yaml
+from damo_core.data.loader import DetectionDataset, EpochSampler, collate
+from damo_core.eval import EvalResult, evaluate, plot_pr_curve
+from damo_core.models import Detector, build_model
+from damo_core.models.checkpoint import load_checkpoint
+from damo_core.train.checkpoint_io import atomic_save, model_meta
+from damo_core.train.config import TrainConfig, load_train_config
+from damo_core.train.distributed import DistEnv, ShardSampler, init_distributed, resolve_device
+from damo_core.train.ema import ModelEMA, unwrap
+from damo_core.train.optim import build_optimizer, lr_at, set_lr
+from damo_core.train.plots import plot_results
+
+CSV_COLUMNS = ("epoch", "lr", "loss_qfl", "loss_dfl", "loss_giou", "loss", "AP", "AP50", "AP75",
+               "epoch_time_s")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    last: Path
+    best: Path
+    best_ap: float
+    best_ap50: float
+    epochs: int
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """One training run. Construct, then :meth:`fit`; all state needed to resume is in
+    ``last.pt``."""
+
+    def __init__(self, model: str | Path, data: str | Path | DatasetSpec, out_dir: str | Path,
+                 cfg: TrainConfig, *, weights: str | Path | None = None,
+                 progress: bool = True) -> None:
+        self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
+        self.spec = data if isinstance(data, DatasetSpec) else load_dataset_yaml(data)
+        self.env: DistEnv = DistEnv()
+        self.device = resolve_device(cfg.device)
+        self.env = init_distributed(self.device)
+        self.device = resolve_device(cfg.device, self.env)
+        torch.manual_seed(cfg.seed)
+        source = CocoDetection.from_spec(self.spec, "train")
+        self.class_names = list(source.class_names)
+        self.model: Detector = build_model(model, num_classes=len(self.class_names))
+        if weights is not None:
+            load_checkpoint(weights, self.model)
+        self.image_size = cfg.img_size or self.model.config.image_size
+        self.dataset = DetectionDataset(source, train=True, image_size=self.image_size,
+                                        augment=AugmentConfig.from_dict(cfg.augment, "augment"),
+                                        seed=cfg.seed)
+        self.model.to(self.device)
+        self.ema = ModelEMA(self.model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
+        self.net: nn.Module = self.model
+        if self.env.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.batch = max(1, cfg.batch // self.env.world_size)
+        self.base_lr = cfg.lr_per_image * cfg.batch
+        self.optimizer = build_optimizer(self.model, lr=self.base_lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, name=cfg.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
+        self.start_epoch, self.step, self.best_ap, self.best_ap50 = 0, 0, -1.0, -1.0
+
+    @property
+    def _amp(self) -> bool:
+        return self.cfg.amp and self.device.type == "cuda"
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    def loader(self) -> torch.utils.data.DataLoader:
+        sampler: torch.utils.data.Sampler[int] = EpochSampler(self.dataset, True, self.cfg.seed)
+        if self.env.enabled:
+            sampler = ShardSampler(sampler, self.env)
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch, sampler=sampler, num_workers=self.cfg.workers,
+            collate_fn=collate, drop_last=len(self.dataset) >= 2 * self.batch,
+        )
+
+    def schedule(self, steps_per_epoch: int) -> dict[str, int]:
+        cfg = self.cfg
+        return {
+            "total_steps": cfg.epochs * steps_per_epoch,
+            "warmup_steps": max(1, round(cfg.warmup_epochs * steps_per_epoch)),
+            "no_aug_steps": min(cfg.no_aug_epochs, cfg.epochs) * steps_per_epoch,
+        }
+
+    def fit(self, *, resume: bool = False, stop_after_epoch: int | None = None) -> TrainResult:
+        """Train to ``cfg.epochs``; ``stop_after_epoch`` ends this invocation early (a
+        pre-emptible job), leaving ``last.pt`` to resume from."""
+        if resume:
+            self.resume()
+        elif self.env.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._write_csv_header()
+        loader = self.loader()
+        plan = self.schedule(len(loader))
+        end = self.cfg.epochs if stop_after_epoch is None else min(self.cfg.epochs,
+                                                                     stop_after_epoch)
+        final: EvalResult | None = None
+        for epoch in range(self.start_epoch, end):
+            self.dataset.set_epoch(epoch)
+            if epoch >= self.cfg.epochs - self.cfg.no_aug_epochs:
+                self.dataset.close_mosaic()
+            started = time.perf_counter()
+            losses = self.train_epoch(loader, epoch, plan)
+            result = None
+            is_last = epoch == self.cfg.epochs - 1
+            if self.env.is_main and ((epoch + 1) % self.cfg.eval_interval == 0 or is_last):
+                result = self.validate()
+                final = result
+            if self.env.is_main:
+                self.end_epoch(epoch, losses, result, time.perf_counter() - started)
+        return self.finish(final, end)
+
+    def train_epoch(self, loader: torch.utils.data.DataLoader, epoch: int,
+                    plan: dict[str, int]) -> dict[str, float]:
+        self.net.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                   disable=not (self.progress and self.env.is_main), leave=True, ncols=110)
+        for images, targets in bar:
+            lr = lr_at(self.step, base_lr=self.base_lr, min_lr_ratio=self.cfg.min_lr_ratio, **plan)
+            set_lr(self.optimizer, lr)
+            losses = self.train_step(images, targets)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items()})
+        count = max(len(loader), 1)
+        return {"lr": lr, **{k: v / count for k, v in sums.items()}}
+
+    def train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> dict[str, float]:
+        images = images.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self._amp):
+            outputs = self.net(images)
+        losses = self.model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
+                                                  reg_logits=o.reg_logits.float())
+                                       for o in outputs], targets)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: "
+                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @property
+    def eval_model(self) -> Detector:
+        return self.ema.module if self.ema is not None else unwrap(self.net)
+
+    def validate(self) -> EvalResult:
+        return evaluate(self.eval_model, self.spec, split="val", image_size=self.image_size,
+                        batch_size=max(self.batch, 8), score_threshold=self.cfg.score_threshold,
+                        device=self.device, workers=0, progress=False)
+
+    def end_epoch(self, epoch: int, losses: dict[str, float], result: EvalResult | None,
+                  seconds: float) -> None:
+        row = {"epoch": epoch + 1, **losses, "epoch_time_s": round(seconds, 2)}
+        if result is not None:
+            row.update(AP=result.AP, AP50=result.AP50, AP75=result.AP75)
+            if (result.AP, result.AP50) > (self.best_ap, self.best_ap50):
+                self.best_ap, self.best_ap50 = result.AP, result.AP50
+                atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=False),
+                            self.best_path)
+        self._append_csv(row)
+        atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=True), self.last_path)
+        plot_results(self.out_dir / "results.csv", self.out_dir / "results.png")
+
+    def checkpoint(self, epochs_done: int, result: EvalResult | None,
+                   with_optimizer: bool) -> dict[str, Any]:
+        ckpt: dict[str, Any] = {
+            **model_meta(self.model, self.class_names, self.image_size),
+            "model": unwrap(self.net).state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "ema_updates": self.ema.updates if self.ema else 0,
+            "epoch": epochs_done, "step": self.step,
+            "best_ap": self.best_ap, "best_ap50": self.best_ap50,
+            "metrics": None if result is None else {"AP": result.AP, "AP50": result.AP50},
+            "train_config": self.cfg.as_dict(),
+        }
+        if with_optimizer:
+            ckpt["optimizer"] = self.optimizer.state_dict()
+            ckpt["scaler"] = self.scaler.state_dict()
+        return ckpt
+
+    def resume(self) -> None:
+        if not self.last_path.is_file():
+            raise FileNotFoundError(f"cannot resume: {self.last_path} does not exist")
+        ckpt = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.module.load_state_dict(ckpt["ema"])
+            self.ema.updates = ckpt["ema_updates"]
+        self.start_epoch, self.step = ckpt["epoch"], ckpt["step"]
+        self.best_ap, self.best_ap50 = ckpt["best_ap"], ckpt["best_ap50"]
+
+    def finish(self, final: EvalResult | None, epochs_done: int) -> TrainResult:
+        out = {}
+        if final is not None and self.env.is_main:
+            out = {"AP": final.AP, "AP50": final.AP50, "AP75": final.AP75, "APs": final.APs,
+                   "APm": final.APm, "APl": final.APl, "per_class_ap": final.per_class_ap}
+            final.to_json(self.out_dir / "metrics.json")
+            plot_pr_curve(final, self.out_dir / "pr_curve.png")
+        return TrainResult(self.out_dir, self.last_path, self.best_path, self.best_ap,
+                           self.best_ap50, epochs_done, out)
+
+    def _write_csv_header(self) -> None:
+        atomic_write_bytes(self.out_dir / "results.csv", (",".join(CSV_COLUMNS) + "\n").encode())
+
+    def _append_csv(self, row: dict[str, Any]) -> None:
+        path = self.out_dir / "results.csv"
+        buf = io.StringIO()
+        csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore").writerow(
+            {k: _fmt(v) for k, v in row.items()})
+        atomic_write_bytes(path, path.read_bytes() + buf.getvalue().encode())
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) and math.isfinite(value) else value
+
+
+def train(model: str | Path, data: str | Path, out_dir: str | Path,
+          cfg: TrainConfig | None = None, *, weights: str | Path | None = None,
+          resume: bool = False, stop_after_epoch: int | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` (zoo name or YAML) on ``data`` (a dataset.yaml) into ``out_dir``."""
+    trainer = Trainer(model, data, out_dir, cfg or load_train_config(), weights=weights,
+                      progress=progress)
+    return trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
+
+
+def summary_line(result: TrainResult) -> str:
+    return json.dumps({"best_ap": round(result.best_ap, 4), "best_ap50": round(result.best_ap50, 4),
+                       "epochs": result.epochs, "best": str(result.best)})
