@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from damo_core.cli import data_cmds, model_cmds
+from damo_core.cli import data_cmds, model_cmds, pipeline_cmds, train_cmds
 
 app = typer.Typer(
     name="damo",
@@ -19,7 +19,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("info")(model_cmds.info)
+app.command("train")(train_cmds.train)
+app.command("eval")(train_cmds.evaluate)
+app.command("predict")(train_cmds.predict)
 app.add_typer(data_cmds.data_app, name="data")
+app.add_typer(pipeline_cmds.pipeline_app, name="pipeline")
 
 
 def main() -> None:

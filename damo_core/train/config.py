@@ -37,6 +37,7 @@ class TrainConfig:
     amp: bool
     workers: int
     seed: int
+    precise_bn_batches: int
     eval_interval: int
     device: str
     score_threshold: float | None

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from damo_core.train.distributed import DistEnv, ShardSampler, init_distributed,
 from damo_core.train.ema import ModelEMA, unwrap
 from damo_core.train.optim import build_optimizer, lr_at, set_lr
 from damo_core.train.plots import plot_results
+from damo_core.train.precise_bn import recompute_bn_stats
 
 CSV_COLUMNS = ("epoch", "lr", "loss_qfl", "loss_dfl", "loss_giou", "loss", "AP", "AP50", "AP75",
                "epoch_time_s")
@@ -180,11 +182,24 @@ class Trainer:
         self.step += 1
         return {k: float(v.detach()) for k, v in losses.items()}
 
+    def bn_batches(self) -> Iterator[torch.Tensor]:
+        """Un-augmented training images, the distribution the model will see at inference."""
+        plain = DetectionDataset(self.dataset.source, train=False, image_size=self.image_size,
+                                 seed=self.cfg.seed)
+        loader = torch.utils.data.DataLoader(plain, batch_size=self.batch, shuffle=False,
+                                             num_workers=0, collate_fn=collate)
+        for i, (images, _) in enumerate(loader):
+            if i >= self.cfg.precise_bn_batches:
+                return
+            yield images
+
     @property
     def eval_model(self) -> Detector:
         return self.ema.module if self.ema is not None else unwrap(self.net)
 
     def validate(self) -> EvalResult:
+        if self.cfg.precise_bn_batches > 0:
+            recompute_bn_stats(self.eval_model, self.bn_batches(), self.device)
         return evaluate(self.eval_model, self.spec, split="val", image_size=self.image_size,
                         batch_size=max(self.batch, 8), score_threshold=self.cfg.score_threshold,
                         device=self.device, workers=0, progress=False)

@@ -1,0 +1,1 @@
+"""KFP component: nas_search."""

@@ -1,0 +1,1 @@
+"""KFP component: unify_dataset."""

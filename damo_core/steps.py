@@ -1,0 +1,159 @@
+"""One function per pipeline step, directory in and directory out, returning artifact metadata.
+
+KFP components (``components/<step>/component.py``) and the CLI are thin wrappers around these:
+a component passes its artifacts' paths, then copies the returned dict into the artifact's
+metadata, so later steps and the KFP UI read model name, classes, image size and mAP without
+opening files. Keeping the glue here means the component bodies hold no logic and the local
+run, the cluster run and a notebook call the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from damo_core.data.coco import CocoDetection, load_dataset_yaml
+
+DATASET_YAML = "dataset.yaml"
+WEIGHTS = "best.pt"
+
+
+def unify_dataset(source: str, out_dir: str | Path, *, num_classes: int = 4,
+                  num_images: int = 160, image_size: int = 256, seed: int = 0) -> dict[str, Any]:
+    """Materialise the training data as one COCO-format dataset under ``out_dir``.
+
+    ``source="synthetic"`` generates the bundled synthetic set; otherwise ``source`` is the
+    path of a ``dataset.yaml`` whose files are validated and copied, so the artifact is
+    self-contained. (Merging several sources into one label space is the unify step proper,
+    damo_core.data.unify; with one source it reduces to this.)
+    """
+    out = Path(out_dir)
+    if source == "synthetic":
+        from damo_core.data.synth import generate
+
+        generate(out, num_classes=num_classes, num_images=num_images, image_size=image_size,
+                 seed=seed, overwrite=True)
+    else:
+        spec = load_dataset_yaml(source)
+        shutil.copytree(spec.root, out, dirs_exist_ok=True)
+    return dataset_metadata(out / DATASET_YAML)
+
+
+def dataset_metadata(yaml_path: str | Path) -> dict[str, Any]:
+    spec = load_dataset_yaml(yaml_path)
+    train = CocoDetection.from_spec(spec, "train")
+    val = CocoDetection.from_spec(spec, "val")
+    return {"class_names": list(spec.names), "num_classes": len(spec.names),
+            "num_train_images": len(train), "num_val_images": len(val)}
+
+
+def resolve_backbone(model: str, out_yaml: str | Path, *, budget_params_m: float = 0.0,
+                     budget_gflops: float = 0.0) -> dict[str, Any]:
+    """The model config the training steps build, with its backbone structure and budgets.
+
+    Today this emits the published (TinyNAS-searched) structure of the zoo model and checks it
+    against the budgets (0 = unbounded); the MAE-NAS search writes its result through the same
+    output, so the DAG does not change when it lands.
+    """
+    import dataclasses
+
+    import yaml
+
+    from damo_core.models import build_model, load_model_config
+    from damo_core.models.profile import model_info
+
+    cfg = load_model_config(model)
+    info = model_info(build_model(cfg))
+    for name, value, budget in (("params (M)", info.deploy_params_m, budget_params_m),
+                                ("GFLOPs", info.deploy_gflops, budget_gflops)):
+        if budget > 0 and value > budget:
+            raise ValueError(f"{cfg.name}: deploy {name} {value:.2f} exceeds the budget {budget}")
+    raw = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "source"}
+    Path(out_yaml).parent.mkdir(parents=True, exist_ok=True)
+    write_text(out_yaml, yaml.safe_dump(raw, sort_keys=False))
+    return {"model_name": cfg.name, "image_size": cfg.image_size,
+            "params_m": round(info.deploy_params_m, 3), "gflops": round(info.deploy_gflops, 3)}
+
+
+def train_model(data_dir: str | Path, out_dir: str | Path, *, model: str, settings: dict[str, Any],
+                preset: str | None = None, teacher_dir: str | Path | None = None,
+                distill_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` (or distill it from the teacher in ``teacher_dir``) into ``out_dir``."""
+    from damo_core.train import load_train_config, train
+
+    cfg = load_train_config(preset_path(preset), settings)
+    data = Path(data_dir) / DATASET_YAML
+    if teacher_dir is None:
+        train(model, data, out_dir, cfg, progress=False)
+    else:
+        from damo_core.train.distill import DistillConfig, distill
+
+        distill(model, Path(teacher_dir) / WEIGHTS, data, out_dir, cfg,
+                         DistillConfig.from_dict(distill_settings or {}), progress=False)
+    return model_metadata(Path(out_dir) / WEIGHTS)
+
+
+def model_metadata(weights: str | Path) -> dict[str, Any]:
+    from damo_core.models.profile import count_params
+    from damo_core.train import load_trained
+
+    model, meta = load_trained(weights)
+    ckpt_metrics = meta.get("metrics") or {}
+    return {"model_name": meta["model_name"], "image_size": meta["image_size"],
+            "num_classes": meta["num_classes"], "class_names": meta["class_names"],
+            "params_m": round(count_params(model) / 1e6, 3), "epochs": meta["epoch"],
+            "AP": ckpt_metrics.get("AP"), "AP50": ckpt_metrics.get("AP50")}
+
+
+def evaluate_model(model_dir: str | Path, data_dir: str | Path,
+                   out_json: str | Path | None = None) -> dict[str, float]:
+    """COCO metrics of the model in ``model_dir`` on the val split of ``data_dir``."""
+    from damo_core.eval import evaluate
+    from damo_core.train import load_trained
+
+    model, meta = load_trained(Path(model_dir) / WEIGHTS)
+    result = evaluate(model, Path(data_dir) / DATASET_YAML, split="val",
+                      image_size=meta["image_size"], progress=False, workers=0)
+    if out_json is not None:
+        result.to_json(out_json)
+    return {k: float(getattr(result, k)) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+
+
+def gate(metrics: dict[str, float], latency_ms: float | None, *, map_floor: float,
+         latency_budget_ms: float, metric: str = "AP50") -> tuple[bool, str]:
+    """Deploy only what is accurate enough and fast enough; the reason is logged either way."""
+    value = metrics.get(metric)
+    if value is None:
+        return False, f"no {metric} in the evaluation metrics {sorted(metrics)}"
+    if value < map_floor:
+        return False, f"{metric} {value:.4f} is below the floor {map_floor:.4f}"
+    if latency_ms is not None and latency_ms > latency_budget_ms:
+        return False, f"latency {latency_ms:.2f} ms exceeds the budget {latency_budget_ms:.2f} ms"
+    lat = "n/a" if latency_ms is None else f"{latency_ms:.2f} ms"
+    return True, f"{metric} {value:.4f} >= {map_floor:.4f} and latency {lat} within budget"
+
+
+def preset_path(preset: str | None) -> Path | None:
+    """A training preset by name (``cpu_quick``) or path; ``None`` means the paper defaults."""
+    if not preset:
+        return None
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    bundled = Path(__file__).parent / "train" / "presets" / f"{preset}.yaml"
+    if not bundled.is_file():
+        known = sorted(p.stem for p in bundled.parent.glob("*.yaml"))
+        raise FileNotFoundError(f"unknown training preset {preset!r}; bundled: {known}")
+    return bundled
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    write_text(path, json.dumps(payload, indent=2, default=str))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    from damo_core.atomic import atomic_write_text
+
+    atomic_write_text(path, text)

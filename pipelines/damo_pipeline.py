@@ -1,0 +1,96 @@
+"""The DAMO-YOLO pipeline DAG (../shared/ARCHITECTURE.md, "The DAG"). This file only wires tasks.
+    unify_dataset ─► nas_search ×4 (per size, CPU)
+                  ─► train_teacher (L) ─► distill M ◄─ L ─► distill S ◄─ M ─► distill T ◄─ S
+    each model ─► evaluate ─► gate (AP50 floor, latency budget) ─► deploy (only if it passes)
+
+Cluster settings (GPUs, node selectors, tolerations, MinIO credentials from a Secret, retries,
+caching) are attached here with kfp-kubernetes; the local runner ignores them.
+"""
+
+
+from kfp import compiler, dsl, kubernetes
+
+from components.distill.component import distill
+from components.evaluate.component import evaluate
+from components.gate.component import gate
+from components.nas_search.component import nas_search
+from components.train_teacher.component import train_teacher
+from components.unify_dataset.component import unify_dataset
+
+PIPELINE_NAME = "damo-yolo"
+SIZES = ("L", "M", "S", "T")  # distillation order: each size teaches the next
+MINIO_SECRET = "damo-minio"   # keys accesskey / secretkey, see manifests/
+
+
+def _cpu_step(task: dsl.PipelineTask, memory: str = "8G") -> dsl.PipelineTask:
+    task.set_cpu_request("1").set_cpu_limit("4").set_memory_request("2G")
+    task.set_memory_limit(memory).set_retry(num_retries=1).set_caching_options(True)
+    kubernetes.use_secret_as_env(task, secret_name=MINIO_SECRET, secret_key_to_env={
+        "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"})
+    return task
+
+
+def _gpu_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    _cpu_step(task, memory="32G")
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    kubernetes.add_node_selector(task, label_key="nvidia.com/gpu.present", label_value="true")
+    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists",
+                              effect="NoSchedule")
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="DAMO-YOLO: data, NAS, teacher, L→M→S→T "
+              "distillation, COCO evaluation, gate and deployment.")
+def damo_pipeline(
+    data_source: str = "synthetic",
+    synth_classes: int = 4,
+    synth_images: int = 160,
+    synth_image_size: int = 256,
+    seed: int = 0,
+    model_l: str = "damoyolo_l",
+    model_m: str = "damoyolo_m",
+    model_s: str = "damoyolo_s",
+    model_t: str = "damoyolo_t",
+    preset: str = "",
+    teacher_settings: dict = {},  # noqa: B006 - KFP parameters are declared with literals
+    student_settings: dict = {},  # noqa: B006
+    distill_settings: dict = {},  # noqa: B006
+    budget_params_m: float = 0.0,
+    budget_gflops: float = 0.0,
+    map_floor: float = 0.3,
+    latency_budget_ms: float = 1000.0,
+) -> None:
+    data = _cpu_step(unify_dataset(source=data_source, num_classes=synth_classes,
+                                   num_images=synth_images, image_size=synth_image_size,
+                                   seed=seed)).set_display_name("unify dataset")
+    names = {"L": model_l, "M": model_m, "S": model_s, "T": model_t}
+    configs = {
+        size: _cpu_step(nas_search(model=names[size], budget_params_m=budget_params_m,
+                                   budget_gflops=budget_gflops)).set_display_name(f"nas {size}")
+        for size in SIZES
+    }
+    dataset = data.outputs["dataset"]
+    trained = {"L": _gpu_step(train_teacher(
+        data=dataset, model_config=configs["L"].outputs["model_config"], preset=preset,
+        settings=teacher_settings)).set_display_name("train teacher L")}
+    for teacher_size, size in zip(SIZES, SIZES[1:], strict=False):
+        trained[size] = _gpu_step(distill(
+            data=dataset, model_config=configs[size].outputs["model_config"],
+            teacher=trained[teacher_size].outputs["model"], preset=preset,
+            settings=student_settings, distill_settings=distill_settings,
+        )).set_display_name(f"distill {size} ◄ {teacher_size}")
+    for size in SIZES:
+        scored = _cpu_step(evaluate(data=dataset, model=trained[size].outputs["model"]))
+        scored.set_display_name(f"evaluate {size}")
+        _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"], latency_ms=0.0,
+                       map_floor=map_floor, latency_budget_ms=latency_budget_ms)
+                  ).set_display_name(f"gate {size}")
+
+
+def compile_pipeline(out: str) -> str:
+    compiler.Compiler().compile(damo_pipeline, out)
+    return out
+
+
+if __name__ == "__main__":
+    print(compile_pipeline("pipeline.yaml"))

@@ -1,0 +1,98 @@
+"""Run the same pipeline function on this machine with KFP's local runner, then summarise it.
+
+``kfp.local.SubprocessRunner(use_venv=False)`` executes every component body in this Python
+environment, passing real artifacts between them under ``pipeline_root``; the DAG, the
+component code and the artifact metadata are exactly the cluster's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
+
+# Reduced sizes so the whole DAG (four trainings included) fits minutes on 2 CPU cores.
+LOCAL_PARAMS: dict[str, Any] = {
+    "preset": "cpu_quick",
+    "synth_images": 160,
+    "teacher_settings": {"epochs": 4, "img_size": 128},
+    "student_settings": {"epochs": 4, "img_size": 128},
+    "map_floor": 0.0,
+}
+
+
+@dataclass
+class TaskRecord:
+    task: str
+    outputs: dict[str, Any]
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class LocalRun:
+    run_dir: Path
+    seconds: float
+    tasks: list[TaskRecord]
+
+    def by_prefix(self, prefix: str) -> list[TaskRecord]:
+        return [t for t in self.tasks if t.task == prefix or t.task.startswith(prefix + "-")]
+
+
+def run_local(params: dict[str, Any] | None = None,
+              pipeline_root: str | Path = "runs/pipeline") -> LocalRun:
+    from kfp import local
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+               raise_on_error=True)
+    started = time.perf_counter()
+    damo_pipeline(**{**LOCAL_PARAMS, **(params or {})})
+    seconds = time.perf_counter() - started
+    new_runs = sorted(p for p in set(root.iterdir()) - before
+                      if p.is_dir() and p.name.startswith(PIPELINE_NAME))
+    if not new_runs:
+        raise RuntimeError(f"the local run left no run directory under {root}")
+    return LocalRun(new_runs[-1], seconds, collect_tasks(new_runs[-1]))
+
+
+def collect_tasks(run_dir: Path) -> list[TaskRecord]:
+    """Read every finished task's ``executor_output.json`` (parameters and artifact metadata)."""
+    records = []
+    for out_file in sorted(run_dir.glob("*/executor_output.json")):
+        payload = json.loads(out_file.read_text())
+        artifacts = {
+            name: {"uri": entry["artifacts"][0]["uri"], **entry["artifacts"][0].get("metadata", {})}
+            for name, entry in payload.get("artifacts", {}).items() if entry.get("artifacts")
+        }
+        records.append(TaskRecord(out_file.parent.name, payload.get("parameterValues", {}),
+                                  artifacts))
+    return records
+
+
+def summary_rows(run: LocalRun) -> list[dict[str, Any]]:
+    """Per model: AP, AP50, latency, params, GFLOPs, gate result — the README's final table."""
+    rows: dict[str, dict[str, Any]] = {}
+    for rec in run.by_prefix("nas-search"):
+        meta = rec.artifacts.get("model_config", {})
+        rows.setdefault(meta.get("model_name", rec.task), {}).update(
+            params_m=meta.get("params_m"), gflops=meta.get("gflops"))
+    for rec in run.by_prefix("evaluate"):
+        meta = rec.artifacts.get("metrics", {})
+        rows.setdefault(meta.get("model_name", rec.task), {}).update(
+            AP=meta.get("AP"), AP50=meta.get("AP50"))
+    for rec in run.by_prefix("gate"):
+        reason = str(rec.outputs.get("reason", ""))
+        name = reason.split(":", 1)[0]
+        rows.setdefault(name, {}).update(gate="pass" if rec.outputs.get("passed") else "FAIL",
+                                         gate_reason=reason)
+    for rec in run.by_prefix("train-teacher") + run.by_prefix("distill"):
+        meta = rec.artifacts.get("model", {})
+        rows.setdefault(meta.get("model_name", rec.task), {}).update(
+            weights=meta.get("uri"), teacher=meta.get("teacher"))
+    return [{"model": name, **values} for name, values in rows.items()]

@@ -1,0 +1,81 @@
+"""The compiled pipeline is valid KFP IR with the paper's DAG, images and resources set."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from kfp import components
+
+from pipelines.damo_pipeline import compile_pipeline
+
+
+@pytest.fixture(scope="module")
+def ir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ir") / "pipeline.yaml"
+    compile_pipeline(str(path))
+    docs = list(yaml.safe_load_all(path.read_text()))
+    return path, docs[0], docs[1] if len(docs) > 1 else {}
+
+
+def _producer(task: dict, artifact: str) -> str:
+    return task["inputs"]["artifacts"][artifact]["taskOutputArtifact"]["producerTask"]
+
+
+def _model_of(spec: dict, task_name: str) -> str:
+    """The zoo model a training task trains: follow its model_config to the nas_search task."""
+    tasks = spec["root"]["dag"]["tasks"]
+    nas = tasks[_producer(tasks[task_name], "model_config")]
+    return nas["inputs"]["parameters"]["model"]["componentInputParameter"]
+
+
+def test_ir_loads_back_with_the_sdk(ir):
+    path, spec, _ = ir
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == "damo-yolo"
+    assert spec["pipelineInfo"]["name"] == "damo-yolo"
+
+
+def test_distillation_chain_edges(ir):
+    _, spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+    teacher_of = {
+        _model_of(spec, name): _model_of(spec, _producer(task, "teacher"))
+        for name, task in tasks.items() if name.startswith("distill")
+    }
+    assert teacher_of == {"model_m": "model_l", "model_s": "model_m", "model_t": "model_s"}
+    assert _model_of(spec, "train-teacher") == "model_l"
+    assert _producer(tasks["train-teacher"], "data") == "unify-dataset"
+
+
+def test_every_model_is_evaluated_and_gated(ir):
+    _, spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+    evaluated = {_model_of(spec, _producer(t, "model")) for n, t in tasks.items()
+                 if n.startswith("evaluate")}
+    assert evaluated == {"model_l", "model_m", "model_s", "model_t"}
+    gates = [t for n, t in tasks.items() if n.startswith("gate")]
+    assert len(gates) == 4
+    for g in gates:
+        ap50 = g["inputs"]["parameters"]["ap50"]["taskOutputParameter"]["producerTask"]
+        assert ap50.startswith("evaluate")
+
+
+def test_images_resources_and_cluster_settings(ir):
+    _, spec, platform = ir
+    executors = spec["deploymentSpec"]["executors"]
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"].startswith("ghcr.io/damo-pipeline/"), name
+        resources = container["resources"]
+        assert resources["resourceCpuLimit"] and resources["resourceMemoryLimit"], name
+    for name in ("exec-train-teacher", "exec-distill"):
+        assert executors[name]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-train-teacher"]["nodeSelector"]["labels"] == {
+        "nvidia.com/gpu.present": "true"}
+    secret_env = k8s["exec-unify-dataset"]["secretAsEnv"][0]
+    assert {e["envVar"] for e in secret_env["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    tasks = spec["root"]["dag"]["tasks"]
+    assert all(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
+    assert all(t.get("retryPolicy", {}).get("maxRetryCount") == 1 for t in tasks.values())
