@@ -78,13 +78,19 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
 def convert_state_dict(
     model: nn.Module, state: dict[str, Tensor], source: str
 ) -> dict[str, Tensor]:
-    """Map a state dict in either naming onto ``model``'s keys, or explain what differs."""
+    """Map a state dict in either naming onto ``model``'s keys, or explain what differs.
+
+    Reference-named state dicts also get their stem converted from BGR to RGB input.
+    """
     state = {k.removeprefix("module."): v for k, v in state.items() if k not in _REFERENCE_ONLY}
     own = model.state_dict()
     ref_map = reference_key_map(model)
     # Whichever naming shares more keys with the model is the checkpoint's naming.
     if len(set(state) & set(ref_map)) > len(set(state) & set(own)):
         mapped = {ref_map.get(k, f"<unmatched>{k}"): v for k, v in state.items()}
+        stem = stem_conv_key(model)
+        if stem in mapped and mapped[stem].shape == own[stem].shape:
+            mapped[stem] = bgr_to_rgb_stem(mapped[stem])
     else:
         mapped = dict(state)
     missing = sorted(set(own) - set(mapped))
@@ -104,6 +110,27 @@ def convert_state_dict(
             )
         )
     return mapped
+
+
+def stem_conv_key(model: nn.Module) -> str:
+    """State-dict key of the first conv's weight, the only layer that sees pixel channels."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return f"{name}.weight"
+    raise CheckpointError("model has no convolution")
+
+
+def bgr_to_rgb_stem(weight: Tensor) -> Tensor:
+    """Reorder a stem kernel's input channels from BGR to RGB.
+
+    The reference decodes images with OpenCV (BGR); this project feeds RGB. Permuting the
+    stem's input channels once at load time makes the reference weights see the colours they
+    were trained on. A Focus stem's input is 4 space-to-depth patches of 3 channels each.
+    """
+    out_c, in_c, kh, kw = weight.shape
+    if in_c % 3:
+        raise CheckpointError(f"stem conv has {in_c} input channels, not a multiple of 3")
+    return weight.reshape(out_c, in_c // 3, 3, kh, kw).flip(2).reshape(out_c, in_c, kh, kw)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module) -> nn.Module:

@@ -83,8 +83,10 @@ def _loaded(name: str):
 
 
 def _decoded(model, input_hw: str) -> tuple[Tensor, Tensor]:
+    """The fixture's input was BGR (the reference's order); this project's models take RGB and
+    the loader permuted the stem accordingly, so feed the same pixels in RGB order."""
     with torch.no_grad():
-        return model.head.decode(model(parity_input(input_hw)))
+        return model.head.decode(model(parity_input(input_hw).flip(1)))
 
 
 @pytest.mark.parametrize("entry", sorted(ENTRIES))
@@ -109,3 +111,12 @@ def test_load_checkpoint_reads_a_reference_checkpoint(tmp_path):
     scores, boxes = _decoded(model, ref["input"])
     assert (scores - torch.tensor(ref["scores"])).abs().max().item() <= SCORE_ATOL
     assert (boxes - torch.tensor(ref["boxes"])).abs().max().item() <= BOX_ATOL
+
+
+def test_reference_stem_is_converted_to_rgb():
+    """Feeding the BGR pixels unchanged must not match: the stem really was permuted."""
+    ref = ENTRIES["damoyolo_t"]
+    with torch.no_grad():
+        model = _loaded("damoyolo_t")
+        scores, _ = model.head.decode(model(parity_input(ref["input"])))
+    assert (scores - torch.tensor(ref["scores"])).abs().max().item() > 100 * SCORE_ATOL
