@@ -121,6 +121,40 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path,
     return {k: float(getattr(result, k)) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
 
 
+def export_step(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "openvino",
+                half: bool = False) -> dict[str, Any]:
+    """Fuse (RepConv, BN) and export the trained model in ``model_dir`` as ``fmt``."""
+    from damo_core.export.formats import export_model
+    from damo_core.train import load_trained
+
+    model, meta = load_trained(Path(model_dir) / WEIGHTS)
+    path = export_model(model.fuse(), fmt, out_dir, image_size=meta["image_size"],
+                        half=half or None)
+    return {"model_name": meta["model_name"], "format": fmt, "file": path.name,
+            "image_size": meta["image_size"], "num_classes": meta["num_classes"],
+            "class_names": meta["class_names"], "precision": "fp16" if half else "fp32"}
+
+
+def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch: int = 1,
+                   warmup: int = 5, runs: int = 30, threads: int | None = None) -> dict[str, Any]:
+    """Latency of an exported model on this machine's runtime for ``fmt`` (no postprocess)."""
+    import dataclasses
+
+    import numpy as np
+
+    from damo_core.bench.latency import benchmark, host_info, make_runner
+
+    files = sorted(p for p in Path(exported_dir).iterdir() if p.suffix in (".onnx", ".xml",
+                                                                           ".engine", ".plan"))
+    if not files:
+        raise FileNotFoundError(f"no exported model file in {exported_dir}")
+    runner = make_runner(fmt, files[0], threads=threads, batch=batch)
+    side = int(image_size)  # artifact metadata travels as JSON numbers: 128 arrives as 128.0
+    images = np.random.default_rng(0).uniform(0, 255, (batch, 3, side, side)).astype(np.float32)
+    stats = benchmark(runner, images, warmup=warmup, runs=runs)
+    return {"format": fmt, **dataclasses.asdict(stats), **host_info()}
+
+
 def gate(metrics: dict[str, float], latency_ms: float | None, *, map_floor: float,
          latency_budget_ms: float, metric: str = "AP50") -> tuple[bool, str]:
     """Deploy only what is accurate enough and fast enough; the reason is logged either way."""

@@ -1,7 +1,9 @@
 """The DAMO-YOLO pipeline DAG (../shared/ARCHITECTURE.md, "The DAG"). This file only wires tasks.
     unify_dataset ─► nas_search ×4 (per size, CPU)
                   ─► train_teacher (L) ─► distill M ◄─ L ─► distill S ◄─ M ─► distill T ◄─ S
-    each model ─► evaluate ─► gate (AP50 floor, latency budget) ─► deploy (only if it passes)
+    each model ─► evaluate ─┐
+               └► export (fused → OpenVINO IR) ─► benchmark ─► gate (AP50 floor, latency
+                                                                budget) ─► deploy if it passes
 
 Cluster settings (GPUs, node selectors, tolerations, MinIO credentials from a Secret, retries,
 caching) are attached here with kfp-kubernetes; the local runner ignores them.
@@ -10,8 +12,10 @@ caching) are attached here with kfp-kubernetes; the local runner ignores them.
 
 from kfp import compiler, dsl, kubernetes
 
+from components.benchmark.component import benchmark
 from components.distill.component import distill
 from components.evaluate.component import evaluate
+from components.export.component import export
 from components.gate.component import gate
 from components.nas_search.component import nas_search
 from components.train_teacher.component import train_teacher
@@ -57,6 +61,8 @@ def damo_pipeline(
     distill_settings: dict = {},  # noqa: B006
     budget_params_m: float = 0.0,
     budget_gflops: float = 0.0,
+    export_format: str = "openvino",
+    bench_runs: int = 30,
     map_floor: float = 0.3,
     latency_budget_ms: float = 1000.0,
 ) -> None:
@@ -82,9 +88,13 @@ def damo_pipeline(
     for size in SIZES:
         scored = _cpu_step(evaluate(data=dataset, model=trained[size].outputs["model"]))
         scored.set_display_name(f"evaluate {size}")
-        _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"], latency_ms=0.0,
-                       map_floor=map_floor, latency_budget_ms=latency_budget_ms)
-                  ).set_display_name(f"gate {size}")
+        exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format))
+        exported.set_display_name(f"export {size}")
+        timed = _cpu_step(benchmark(exported=exported.outputs["exported"], runs=bench_runs))
+        timed.set_display_name(f"benchmark {size}")
+        _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"],
+                       latency_ms=timed.outputs["Output"], map_floor=map_floor,
+                       latency_budget_ms=latency_budget_ms)).set_display_name(f"gate {size}")
 
 
 def compile_pipeline(out: str) -> str:

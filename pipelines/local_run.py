@@ -86,6 +86,10 @@ def summary_rows(run: LocalRun) -> list[dict[str, Any]]:
         meta = rec.artifacts.get("metrics", {})
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             AP=meta.get("AP"), AP50=meta.get("AP50"))
+    for rec in run.by_prefix("benchmark"):
+        meta = rec.artifacts.get("metrics", {})
+        rows.setdefault(meta.get("model_name", rec.task), {}).update(
+            latency_ms=meta.get("p50_ms"), runtime=meta.get("format"))
     for rec in run.by_prefix("gate"):
         reason = str(rec.outputs.get("reason", ""))
         name = reason.split(":", 1)[0]

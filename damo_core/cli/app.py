@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import typer
 
-from damo_core.cli import data_cmds, model_cmds, pipeline_cmds, train_cmds
+from damo_core.cli import (
+    data_cmds,
+    distill_cmds,
+    export_cmds,
+    model_cmds,
+    pipeline_cmds,
+    train_cmds,
+)
 
 app = typer.Typer(
     name="damo",
@@ -20,8 +27,11 @@ app = typer.Typer(
 )
 app.command("info")(model_cmds.info)
 app.command("train")(train_cmds.train)
+app.command("distill")(distill_cmds.distill)
 app.command("eval")(train_cmds.evaluate)
 app.command("predict")(train_cmds.predict)
+app.command("export")(export_cmds.export)
+app.command("bench")(export_cmds.bench)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(pipeline_cmds.pipeline_app, name="pipeline")
 

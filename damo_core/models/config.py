@@ -46,15 +46,15 @@ def list_models() -> list[str]:
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"model config file {path} does not exist")
+    if path.is_file():  # any file: pipeline artifacts have no suffix
         return path
+    if path.suffix in (".yaml", ".yml"):
+        raise ConfigError(f"model config file {path} does not exist")
     candidate = CONFIG_DIR / f"{name_or_path}.yaml"
     if candidate.is_file():
         return candidate
     known = list_models()
-    hint = difflib.get_closematches_type(str(name_or_path), known, n=1)
+    hint = difflib.get_close_matches(str(name_or_path), known, n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
     raise ConfigError(f"unknown model {str(name_or_path)!r}{suggestion} known models: {known}")
 
@@ -97,7 +97,7 @@ def check_keys(
 ) -> None:
     for key in mapping:
         if key not in allowed:
-            hint = difflib.get_closematches_type(key, sorted(allowed), n=1)
+            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
             suggestion = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
             raise ConfigError(
                 f"{source}: unknown field '{prefix}{key}' (value {mapping[key]!r}){suggestion} "

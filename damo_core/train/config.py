@@ -85,6 +85,9 @@ def load_train_config(
                 value = {**values.get("augment", {}), **(value or {})}
             elif isinstance(value, int) and hints[key] is float:
                 value = float(value)
+            elif (isinstance(value, float) and value.is_integer()
+                  and not matches_type(value, hints[key]) and matches_type(int(value), hints[key])):
+                value = int(value)  # JSON/protobuf transports (KFP parameters) turn 4 into 4.0
             if not matches_type(value, hints[key]):
                 raise ConfigError(f"{source}: setting '{key}' = {value!r} has the wrong type")
             values[key] = value

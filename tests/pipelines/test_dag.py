@@ -56,8 +56,13 @@ def test_every_model_is_evaluated_and_gated(ir):
     gates = [t for n, t in tasks.items() if n.startswith("gate")]
     assert len(gates) == 4
     for g in gates:
-        ap50 = g["inputs"]["parameters"]["ap50"]["taskOutputParameter"]["producerTask"]
+        params = g["inputs"]["parameters"]
+        ap50 = params["ap50"]["taskOutputParameter"]["producerTask"]
+        latency = tasks[params["latency_ms"]["taskOutputParameter"]["producerTask"]]
+        exported = tasks[_producer(latency, "exported")]
         assert ap50.startswith("evaluate")
+        # the latency gated is that of the same model whose AP50 is gated
+        assert _producer(exported, "model") == _producer(tasks[ap50], "model")
 
 
 def test_images_resources_and_cluster_settings(ir):

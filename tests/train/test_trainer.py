@@ -108,3 +108,12 @@ def test_cli_rejects_unknown_setting_with_suggestion(tiny_data, tmp_path):
                                       str(tiny_data), "--out", str(tmp_path), "epoch=3"])
     assert result.exit_code == 2
     assert "unknown training setting 'epoch'; did you mean 'epochs'?" in result.output
+
+
+def test_integral_floats_from_json_transports_are_accepted_as_ints():
+    cfg = load_train_config(overrides={"epochs": 4.0, "img_size": 64.0})
+    assert cfg.epochs == 4 and isinstance(cfg.epochs, int) and cfg.img_size == 64
+    from damo_core.models.config import ConfigError
+
+    with pytest.raises(ConfigError, match="'epochs' = 1.5 has the wrong type"):
+        load_train_config(overrides={"epochs": 1.5})

@@ -1,0 +1,16 @@
+from kfp import dsl
+from kfp.dsl import Input, Model, Output
+
+from components._image import DAMO_IMAGE
+
+
+@dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
+def export(model: Input[Model], fmt: str, exported: Output[Model]):
+    """Reparameterise (fuse RepConv and BatchNorm) and export for deployment.
+
+    Args:
+        fmt: onnx, openvino (CPU) or tensorrt (needs the GPU image and a GPU node).
+    """
+    from damo_core.steps import export_step
+
+    exported.metadata.update(export_step(model.path, exported.path, fmt=fmt))

@@ -1,0 +1,71 @@
+"""What the format modules share: the missing-backend error, file naming, calibration images.
+
+Kept apart from :mod:`damo_core.export.formats` so that format modules can import it without
+a cycle (``formats`` imports every format module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from damo_core.data import load_dataset_yaml
+from damo_core.eval.preprocess import letterbox, load_image
+from damo_core.models import Detector
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+INPUT_NAME = "images"
+
+
+class BackendUnavailableError(RuntimeError):
+    """An export or runtime backend cannot run on this machine (package or GPU missing).
+
+    A ``RuntimeError`` rather than a ``ValueError``: the request is valid, the machine is not.
+    The message always says what is missing and how to get it.
+    """
+
+
+def require(module: str, package: str, purpose: str) -> ModuleType:
+    """Import an optional backend, or fail with the pip command that fixes it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"{purpose} needs the '{package}' package, which is not installed "
+            f"({err}); install it with: pip install {package}"
+        ) from None
+
+
+def output_stem(model: Detector, image_size: int, *, end2end: bool = False,
+                precision: str = "fp32") -> str:
+    """``damoyolo_s_640_fp32`` (+ ``_e2e``): the name says what is inside the file."""
+    stem = f"{model.name}_{image_size}_{precision}"
+    return f"{stem}_e2e" if end2end else stem
+
+
+def check_image_size(image_size: int) -> int:
+    if image_size <= 0 or image_size % 32:
+        raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
+    return image_size
+
+
+def calibration_images(data: str | Path, image_size: int, *, count: int = 300,
+                       split: str = "train") -> list[np.ndarray]:
+    """Up to ``count`` letterboxed images ``[1, 3, S, S]`` float32 (raw 0..255) for INT8 PTQ.
+
+    Images are preprocessed exactly as at inference (letterbox to ``image_size``), because
+    the quantiser picks activation ranges from them; a different resize would pick wrong
+    ranges. Files are taken in sorted order so that calibration is reproducible.
+    """
+    spec = load_dataset_yaml(data)
+    _, image_dir = spec.split(split)
+    files = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{data}: no images under {image_dir} to calibrate INT8 with")
+    if count <= 0:
+        raise ValueError(f"calibration count must be positive, got {count}")
+    return [letterbox(load_image(p), image_size)[0].unsqueeze(0).numpy()
+            for p in files[:count]]

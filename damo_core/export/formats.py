@@ -1,0 +1,126 @@
+"""The export-format table and the one entry point that checks a request against it.
+
+Each format lives in its own module with the same ``export(model, out_dir, *, image_size,
+...) -> Path`` shape; this table says what each one writes, whether it needs a GPU and which
+options it accepts. Every call is checked against the table before any work starts, so an
+unsupported combination fails in milliseconds with a message naming the alternatives
+instead of half-way through a trace, and no format silently ignores or rewrites a flag.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from damo_core.export import onnx, openvino, tensorrt
+from damo_core.export.common import BackendUnavailableError
+from damo_core.models import Detector, build_model
+from damo_core.train.checkpoint_io import load_trained
+
+
+class ExportFormat(NamedTuple):
+    fn: Callable[..., Path]
+    suffix: str
+    needs_gpu: bool
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "onnx": ExportFormat(onnx.export, ".onnx", False),
+    "openvino": ExportFormat(openvino.export, ".xml", False),
+    "tensorrt": ExportFormat(tensorrt.export, ".engine", True),
+}
+
+_COMMON = frozenset({"end2end", "dynamic_batch", "class_names", "max_detections"})
+# Options each format accepts beyond model, out_dir and image_size.
+OPTIONS: dict[str, frozenset[str]] = {
+    "onnx": _COMMON | {"half", "opset", "simplify", "device", "score_threshold",
+                       "iou_threshold"},
+    "openvino": _COMMON | {"half", "int8", "data", "calib_count", "calib_split"},
+    "tensorrt": _COMMON | {"half", "int8", "data", "calib_count", "calib_split", "max_batch",
+                           "workspace_gb"},
+}
+_HINTS = {
+    "int8": "INT8 is available for openvino and tensorrt",
+    "half": "FP16 is available for onnx (with device='cuda'), openvino and tensorrt",
+}
+
+
+def check_request(fmt: str, opts: dict[str, Any]) -> ExportFormat:
+    """Validate ``fmt`` and its options; returns the table entry. Raises ``ValueError`` for a
+    bad request and :class:`BackendUnavailableError` when this machine cannot serve it."""
+    if fmt not in FORMATS:
+        close = difflib.get_close_matches(fmt, list(FORMATS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown export format {fmt!r}{hint} supported: {sorted(FORMATS)}")
+    for key in opts:
+        if key not in OPTIONS[fmt]:
+            extra = f" ({_HINTS[key]})" if key in _HINTS else ""
+            raise ValueError(f"format {fmt!r} does not support option {key!r}{extra}; "
+                             f"supported: {sorted(OPTIONS[fmt])}")
+    if opts.get("half") and opts.get("int8"):
+        raise ValueError("half and int8 are exclusive: pick FP16 or INT8")
+    if opts.get("int8") and not opts.get("data"):
+        raise ValueError(f"{fmt} INT8 needs calibration images: pass data=<dataset.yaml>")
+    if fmt == "onnx" and opts.get("half") and not str(opts.get("device", "cpu")).startswith(
+            "cuda"):
+        raise ValueError("half (FP16) ONNX needs device='cuda': ONNX Runtime's CPU provider "
+                         "does not run FP16 convolutions; on CPU use openvino with half")
+    if str(opts.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"device={opts['device']!r} needs an NVIDIA GPU with CUDA, and this machine has "
+            f"none (torch {torch.__version__}); use device='cpu'")
+    spec = FORMATS[fmt]
+    if spec.needs_gpu and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"format {fmt!r} needs an NVIDIA GPU with CUDA, and this machine has none "
+            f"(torch {torch.__version__}); export 'onnx' or 'openvino' here instead")
+    return spec
+
+
+def export_model(model: Detector, fmt: str, out_dir: str | Path, *,
+                 image_size: int | None = None, **opts: Any) -> Path:
+    """Export ``model`` as ``fmt`` into ``out_dir`` after checking the request.
+
+    Options left at ``None`` or ``False`` count as not given, so callers (the CLI) can pass
+    every flag they have; a flag that is *set* and that the format does not support raises.
+    """
+    given = {k: v for k, v in opts.items() if v is not None and v is not False}
+    spec = check_request(fmt, given)
+    size = image_size or (model.config.image_size if model.config else None)
+    if size is None:
+        raise ValueError("model has no config.image_size; pass image_size")
+    path = spec.fn(model, out_dir, image_size=size, **given)
+    assert path.suffix == spec.suffix, (path, spec.suffix)
+    return path
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """A model to export plus what the artefact should record about it."""
+
+    model: Detector
+    image_size: int
+    class_names: list[str] | None
+    origin: str
+
+
+def load_source(weights: str | Path | None = None, model_name: str | None = None,
+                num_classes: int | None = None) -> ExportSource:
+    """A trained checkpoint (``weights``), or a randomly initialised zoo model
+    (``model_name``), which is only meaningful for latency: its detections are noise."""
+    if (weights is None) == (model_name is None):
+        raise ValueError("pass exactly one of weights (a trained best.pt) or a model name "
+                         "(random init, for latency only)")
+    if weights is not None:
+        model, meta = load_trained(weights)
+        size = int(meta.get("image_size") or model.config.image_size)
+        return ExportSource(model, size, meta.get("class_names"), str(weights))
+    assert model_name is not None
+    model = build_model(model_name, num_classes=num_classes).eval()
+    assert model.config is not None
+    return ExportSource(model, model.config.image_size, None, f"{model_name} (random init)")

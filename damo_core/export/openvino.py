@@ -1,0 +1,143 @@
+"""OpenVINO IR export (FP32, FP16, INT8) and a latency-hint runner; the paper's CPU engine.
+
+The paper times the nano models on an x86 CPU with OpenVINO, so this is the path that can be
+compared with its numbers. The IR is converted from our own ONNX export (one traced graph
+for every format, so a parity test of the ONNX file covers the IR's source too). FP16
+compresses weights only (``compress_to_fp16``); the CPU plugin still computes in FP32
+unless told otherwise. INT8 is NNCF post-training quantisation calibrated on letterboxed
+images from a ``dataset.yaml``; the box decode (softmax, expectation, stride scaling) is kept
+out of quantisation because an 8-bit grid there would cost whole pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from damo_core.export import onnx as onnx_export
+from damo_core.export.common import (
+    calibration_images,
+    check_image_size,
+    output_stem,
+    require,
+)
+from damo_core.models import Detector
+
+# Decode and head ops left in float: quantising them shifts boxes by whole pixels.
+DECODE_OP_TYPES = ["Multiply", "Subtract", "Sigmoid", "SoftMax", "Softmax", "ReduceSum"]
+RT_INFO_SECTION = "model_info"
+
+
+def export(
+    model: Detector,
+    out_dir: str | Path,
+    *,
+    image_size: int,
+    half: bool = False,
+    int8: bool = False,
+    data: str | Path | None = None,
+    calib_count: int = 300,
+    calib_split: str = "train",
+    dynamic_batch: bool = False,
+    end2end: bool = False,
+    class_names: list[str] | None = None,
+    max_detections: int = 100,
+) -> Path:
+    """Write ``<out_dir>/<model>_<size>_<fp32|fp16|int8>[_e2e].xml`` (+ ``.bin``).
+
+    The ``.bin`` is moved into place before the ``.xml``, so a reader that finds the new
+    ``.xml`` always finds its weights. ``int8`` needs ``data`` (a dataset.yaml) and the
+    ``nncf`` package.
+    """
+    check_image_size(image_size)
+    if half and int8:
+        raise ValueError("choose one of half (FP16 IR) or int8 (INT8 IR), not both")
+    if int8 and data is None:
+        raise ValueError("OpenVINO INT8 needs calibration images: pass data=<dataset.yaml>")
+    ov = require("openvino", "openvino", "OpenVINO export")
+    nncf = require("nncf", "nncf", "OpenVINO INT8 quantisation") if int8 else None
+    precision = "int8" if int8 else "fp16" if half else "fp32"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".damo-ov-", dir=out_dir) as tmp:
+        onnx_path = onnx_export.export(
+            model, tmp, image_size=image_size, dynamic_batch=dynamic_batch, end2end=end2end,
+            simplify=False, class_names=class_names, max_detections=max_detections)
+        ov_model = ov.convert_model(str(onnx_path))
+        meta = {**onnx_export.read_metadata(onnx_path), "precision": precision,
+                "producer": "damo_core.export.openvino"}
+        for key, value in meta.items():
+            ov_model.set_rt_info(value, [RT_INFO_SECTION, key])
+        if nncf is not None:
+            assert data is not None
+            images = calibration_images(data, image_size, count=calib_count, split=calib_split)
+            ov_model = quantize(nncf, ov_model, images)
+        stem = output_stem(model, image_size, end2end=end2end, precision=precision)
+        xml = Path(tmp) / f"{stem}.xml"
+        ov.save_model(ov_model, str(xml), compress_to_fp16=half)
+        final = out_dir / xml.name
+        os.replace(xml.with_suffix(".bin"), final.with_suffix(".bin"))
+        os.replace(xml, final)
+    return final
+
+
+def quantize(nncf: Any, ov_model: Any, images: list[np.ndarray]) -> Any:
+    """NNCF post-training quantisation over every calibration image given.
+
+    ``MIXED`` preset (symmetric weights, asymmetric activations) instead of the CNN default
+    ``PERFORMANCE`` (all symmetric): SiLU/ReLU outputs are nearly one-signed, so a symmetric
+    range would leave half of the 256 levels unused.
+    """
+    return nncf.quantize(
+        ov_model, nncf.Dataset(images), subset_size=len(images),
+        preset=nncf.QuantizationPreset.MIXED,
+        ignored_scope=nncf.IgnoredScope(types=DECODE_OP_TYPES, validate=False),
+    )
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``model_info`` rt_info an exported IR carries (same keys as the ONNX metadata)."""
+    ov = require("openvino", "openvino", "reading OpenVINO metadata")
+    model = ov.Core().read_model(str(path))
+    if not model.has_rt_info([RT_INFO_SECTION]):
+        return {}
+    section = model.get_rt_info([RT_INFO_SECTION])
+    return {key: value.astype(str) for key, value in section.astype(dict).items()}
+
+
+class OpenVINORunner:
+    """Synchronous OpenVINO inference with the ``LATENCY`` hint, as the paper measures.
+
+    ``precision_hint="f32"`` stops the CPU plugin from silently running bf16/fp16 on CPUs that
+    have it, so an "FP32" row means FP32 arithmetic. A dynamic-batch IR is reshaped to
+    ``batch`` before compiling because static shapes compile to faster kernels.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, batch: int | None = None,
+                 device: str = "CPU", precision_hint: str | None = "f32") -> None:
+        ov = require("openvino", "openvino", "OpenVINO inference")
+        core = ov.Core()
+        model = core.read_model(str(path))
+        if batch is not None and model.input(0).get_partial_shape().is_dynamic:
+            shape = model.input(0).get_partial_shape()
+            model.reshape({0: [batch, *(d.get_length() for d in list(shape)[1:])]})
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if precision_hint and device == "CPU":
+            config["INFERENCE_PRECISION_HINT"] = precision_hint
+        self.compiled = core.compile_model(model, device, config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+        result = self.request.infer({0: np.ascontiguousarray(images)}, share_inputs=True)
+        return [np.asarray(result[out]) for out in self.compiled.outputs]
+
+
+def load_runner(path: str | Path, *, threads: int | None = None,
+                batch: int | None = None) -> OpenVINORunner:
+    return OpenVINORunner(path, threads=threads, batch=batch)
