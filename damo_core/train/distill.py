@@ -28,10 +28,8 @@ Chain used by the paper: L distils itself, then L -> M -> S -> T (:func:`distill
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import difflib
-import io
 import math
 import typing
 from collections.abc import Sequence
@@ -43,7 +41,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from damo_core.atomic import atomic_write_bytes
 from damo_core.data.coco import DatasetSpec
 from damo_core.eval import EvalResult
 from damo_core.models import Detector
@@ -51,7 +48,7 @@ from damo_core.models.config import ConfigError, matches_type
 from damo_core.train.checkpoint_io import load_trained
 from damo_core.train.config import TrainConfig, load_train_config
 from damo_core.train.optim import build_optimizer
-from damo_core.train.trainer import CSV_COLUMNS, Trainer, TrainResult, _fmt
+from damo_core.train.trainer import CSV_COLUMNS, Trainer, TrainResult
 
 _AFTER_LOSS = CSV_COLUMNS.index("loss") + 1
 DISTILL_COLUMNS = (*CSV_COLUMNS[:_AFTER_LOSS], "loss_distill", "distill_weight",
@@ -210,6 +207,8 @@ class DistillTrainer(Trainer):
     """A :class:`Trainer` whose student also learns from a frozen teacher's neck features during
     the mosaic stage; ``last.pt`` additionally holds the align module so resume is exact."""
 
+    csv_columns = DISTILL_COLUMNS
+
     def __init__(self, model: str | Path, teacher_weights: str | Path,
                  data: str | Path | DatasetSpec, out_dir: str | Path, cfg: TrainConfig,
                  dcfg: DistillConfig | None = None, *, weights: str | Path | None = None,
@@ -231,8 +230,7 @@ class DistillTrainer(Trainer):
             self.distill_net = nn.parallel.DistributedDataParallel(
                 self.distill_loss,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = build_optimizer(nn.ModuleList([self.model, self.distill_loss]),
-                                         lr=self.base_lr, momentum=cfg.momentum,
+        self.optimizer = build_optimizer(self.trainable(), lr=self.base_lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, name=cfg.optimizer)
         # The hook sees the neck's output inside the (possibly DDP-wrapped) forward, so the
         # student is run once per step and DDP's gradient sync covers the distillation term.
@@ -262,38 +260,24 @@ class DistillTrainer(Trainer):
         loss = self.distill_net([student[i] for i in levels], [teacher[i] for i in levels])
         return weight * loss, weight
 
-    def train_step(self, images: Tensor, targets: list[dict[str, Any]]) -> dict[str, float]:
-        """The trainer's step plus the weighted CWD term while distilling; ``loss`` is what is
+    def compute_losses(self, images: Tensor,
+                       targets: list[dict[str, Any]]) -> dict[str, Tensor]:
+        """The task losses plus the weighted CWD term while distilling; ``loss`` is what is
         optimised (task + distillation), ``loss_distill`` is 0 in the teacher-free stage."""
-        images = images.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, enabled=self._amp):
-            outputs = self.net(images)
-        losses = self.model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
-                                                  reg_logits=o.reg_logits.float())
-                                       for o in outputs], targets)
+        losses = super().compute_losses(images, targets)
         term, weight = losses["loss"].new_zeros(()), 0.0
         if self.distilling:
             term, weight = self.distill_term(images)
-        losses = {**losses, "loss": losses["loss"] + term, "loss_distill": term}
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: "
-                                     f"{ {k: float(v) for k, v in losses.items()} }")
-        self._optimise(losses["loss"])
-        return {**{k: float(v.detach()) for k, v in losses.items()}, "distill_weight": weight}
+        return {**losses, "loss": losses["loss"] + term, "loss_distill": term,
+                "distill_weight": torch.tensor(weight)}
 
-    def _optimise(self, loss: Tensor) -> None:
-        """As the trainer's step, but clipping at the distillation's norm unless configured."""
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        clip = self.cfg.grad_clip or self.dcfg.grad_clip
-        if clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        self.step += 1
+    def clip_norm(self) -> float:
+        """The reference clips distillation runs at norm 30 unless training sets its own."""
+        return self.cfg.grad_clip or self.dcfg.grad_clip
+
+    def trainable(self) -> nn.Module:
+        align = getattr(self, "distill_loss", None)  # absent while the base class initialises
+        return self.model if align is None else nn.ModuleList([self.model, align])
 
     def checkpoint(self, epochs_done: int, result: EvalResult | None,
                    with_optimizer: bool) -> dict[str, Any]:
@@ -305,29 +289,12 @@ class DistillTrainer(Trainer):
             ckpt["distill_align"] = self.distill_loss.state_dict()
         return ckpt
 
-    def resume(self) -> None:
-        """The trainer's resume plus the align module; refuses a plain training run's file."""
-        if not self.last_path.is_file():
-            raise FileNotFoundError(f"cannot resume: {self.last_path} does not exist")
-        ckpt = torch.load(self.last_path, map_location=self.device, weights_only=False,
-                          mmap=True)
+    def restore_extra(self, ckpt: dict[str, Any]) -> None:
+        """The align module; a plain training run's ``last.pt`` cannot continue distillation."""
         if "distill_align" not in ckpt:
             raise ValueError(f"cannot resume distillation from {self.last_path}: it was written "
                              "by a plain training run (no align-module state)")
-        super().resume()
         self.distill_loss.load_state_dict(ckpt["distill_align"])
-
-    # results.csv gains loss_distill and distill_weight (epoch means) after the loss column.
-    def _write_csv_header(self) -> None:
-        atomic_write_bytes(self.out_dir / "results.csv",
-                           (",".join(DISTILL_COLUMNS) + "\n").encode())
-
-    def _append_csv(self, row: dict[str, Any]) -> None:
-        path = self.out_dir / "results.csv"
-        buf = io.StringIO()
-        csv.DictWriter(buf, DISTILL_COLUMNS, extrasaction="ignore").writerow(
-            {k: _fmt(v) for k, v in row.items()})
-        atomic_write_bytes(path, path.read_bytes() + buf.getvalue().encode())
 
 def distill(student: str | Path, teacher_weights: str | Path, data: str | Path | DatasetSpec,
             out_dir: str | Path, cfg: TrainConfig | None = None,

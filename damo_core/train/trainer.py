@@ -55,6 +55,8 @@ class Trainer:
     """One training run. Construct, then :meth:`fit`; all state needed to resume is in
     ``last.pt``."""
 
+    csv_columns: tuple[str, ...] = CSV_COLUMNS
+
     def __init__(self, model: str | Path, data: str | Path | DatasetSpec, out_dir: str | Path,
                  cfg: TrainConfig, *, weights: str | Path | None = None,
                  progress: bool = True) -> None:
@@ -82,7 +84,7 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.batch = max(1, cfg.batch // self.env.world_size)
         self.base_lr = cfg.lr_per_image * cfg.batch
-        self.optimizer = build_optimizer(self.model, lr=self.base_lr, momentum=cfg.momentum,
+        self.optimizer = build_optimizer(self.trainable(), lr=self.base_lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, name=cfg.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.start_epoch, self.step, self.best_ap, self.best_ap50 = 0, 0, -1.0, -1.0
@@ -161,26 +163,40 @@ class Trainer:
         return {"lr": lr, **{k: v / count for k, v in sums.items()}}
 
     def train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> dict[str, float]:
-        images = images.to(self.device, non_blocking=True)
+        losses = self.compute_losses(images.to(self.device, non_blocking=True), targets)
+        self.optimise(losses["loss"])
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def compute_losses(self, images: torch.Tensor,
+                       targets: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Forward and the head's losses; ``loss`` is what gets optimised. Subclasses add
+        terms here (distillation)."""
         with torch.autocast(self.device.type, enabled=self._amp):
             outputs = self.net(images)
-        losses = self.model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
-                                                  reg_logits=o.reg_logits.float())
-                                       for o in outputs], targets)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite loss at step {self.step}: "
-                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        return self.model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
+                                                reg_logits=o.reg_logits.float())
+                                     for o in outputs], targets)
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["loss"]).backward()
-        if self.cfg.grad_clip > 0:
+        self.scaler.scale(loss).backward()
+        if self.clip_norm() > 0:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            nn.utils.clip_grad_norm_(self.trainable().parameters(), self.clip_norm())
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def clip_norm(self) -> float:
+        return self.cfg.grad_clip
+
+    def trainable(self) -> nn.Module:
+        """Everything the optimiser updates (a subclass may add modules beside the model)."""
+        return self.model
 
     def bn_batches(self) -> Iterator[torch.Tensor]:
         """Un-augmented training images, the distribution the model will see at inference."""
@@ -238,6 +254,7 @@ class Trainer:
         if not self.last_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.last_path} does not exist")
         ckpt = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        self.restore_extra(ckpt)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -246,6 +263,10 @@ class Trainer:
             self.ema.updates = ckpt["ema_updates"]
         self.start_epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.best_ap, self.best_ap50 = ckpt["best_ap"], ckpt["best_ap50"]
+
+    def restore_extra(self, ckpt: dict[str, Any]) -> None:
+        """Hook: restore what a subclass added to ``last.pt``. Runs before the base state is
+        loaded, so a subclass can refuse a checkpoint that is not its own."""
 
     def finish(self, final: EvalResult | None, epochs_done: int) -> TrainResult:
         out = {}
@@ -258,12 +279,13 @@ class Trainer:
                            self.best_ap50, epochs_done, out)
 
     def _write_csv_header(self) -> None:
-        atomic_write_bytes(self.out_dir / "results.csv", (",".join(CSV_COLUMNS) + "\n").encode())
+        atomic_write_bytes(self.out_dir / "results.csv",
+                           (",".join(self.csv_columns) + "\n").encode())
 
     def _append_csv(self, row: dict[str, Any]) -> None:
         path = self.out_dir / "results.csv"
         buf = io.StringIO()
-        csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore").writerow(
+        csv.DictWriter(buf, self.csv_columns, extrasaction="ignore").writerow(
             {k: _fmt(v) for k, v in row.items()})
         atomic_write_bytes(path, path.read_bytes() + buf.getvalue().encode())
 
