@@ -8,12 +8,16 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
+from damo_core.export.common import BackendUnavailableError
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # ValueError subclasses raised for bad input (configs, checkpoints, datasets, structures) carry
 # messages written for users; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, FileExistsError)
+# A missing GPU or backend package is the user's machine, not a bug, so it is one too.
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, FileExistsError,
+                                            BackendUnavailableError)
 
 
 def exit_on_user_error(fn: Callable[P, R]) -> Callable[P, R]:

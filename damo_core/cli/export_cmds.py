@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -13,7 +11,6 @@ from rich.console import Console
 from damo_core.bench.latency import run_benchmarks
 from damo_core.bench.report import side_by_side, write_report
 from damo_core.cli.errors import exit_on_user_error
-from damo_core.export.common import BackendUnavailableError
 from damo_core.export.formats import export_model, load_source
 
 P = ParamSpec("P")
@@ -31,20 +28,7 @@ Data = Annotated[Path | None, typer.Option(
     "--data", help="dataset.yaml whose train images calibrate INT8.")]
 
 
-def exit_on_backend_error(fn: Callable[P, R]) -> Callable[P, R]:
-    """A missing GPU or backend package is the user's machine, not a bug: one line, exit 2."""
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except BackendUnavailableError as err:
-            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-    return wrapper
-
-
 @exit_on_user_error
-@exit_on_backend_error
 def export(
     weights: Weights = None,
     model: ModelName = None,
@@ -70,7 +54,6 @@ def export(
 
 
 @exit_on_user_error
-@exit_on_backend_error
 def bench(
     weights: Weights = None,
     model: ModelName = None,

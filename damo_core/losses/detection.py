@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from damo_core.assign import assign
-from damo_core.losses.dfl import distribution_focal_loss
+from damo_core.losses.dfl import distribution_focal_loss, expected_bin
 from damo_core.losses.giou import giou_loss
 from damo_core.losses.qfl import quality_focal_loss
 from damo_core.models.layers.box_ops import bbox2distance, distance2bbox
@@ -50,8 +50,7 @@ def detection_loss(
     """
     batch, _, num_classes = cls_logits.shape
     scores = cls_logits.sigmoid()
-    distances = (reg_logits.softmax(dim=-1) * torch.arange(
-        reg_max + 1, device=reg_logits.device, dtype=reg_logits.dtype)).sum(-1)
+    distances = expected_bin(reg_logits)
     boxes = distance2bbox(priors[:, :2], distances * priors[:, 2:3])
 
     assignments = [

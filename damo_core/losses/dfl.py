@@ -8,10 +8,18 @@ target and the distribution stays sharp around it.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from damo_core.losses.qfl import weight_reduce_loss
+
+
+def expected_bin(logits: Tensor) -> Tensor:
+    """Expectation of the distribution ``softmax(logits)`` over bins ``0..n-1`` (last dim):
+    the predicted distance in stride units, as the head decodes it and the losses see it."""
+    bins = torch.arange(logits.shape[-1], device=logits.device, dtype=logits.dtype)
+    return (logits.softmax(dim=-1) * bins).sum(dim=-1)
 
 
 def distribution_focal_loss(

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from damo_core.losses import LOSS_WEIGHTS
 from damo_core.losses.detection import detection_loss
+from damo_core.losses.dfl import expected_bin
 from damo_core.models.layers.box_ops import distance2bbox
 from damo_core.models.registry import register_head
 
@@ -67,10 +68,6 @@ class ZeroHead(nn.Module):
             nn.Conv2d(c, 4 * (reg_max + 1), last_kernel_size, padding=pad) for c in in_channels
         )
         self.scales = nn.ModuleList(Scale(1.0) for _ in strides)
-        # Not persistent: it is a constant, and the reference's checkpoints carry it as
-        # "integral.project", which the loader drops.
-        self.register_buffer("bins", torch.arange(reg_max + 1, dtype=torch.float32),
-                             persistent=False)
         self._init_weights(prior_prob)
 
     def _init_weights(self, prior_prob: float) -> None:
@@ -122,7 +119,7 @@ class ZeroHead(nn.Module):
         """Scores ``[B, N, C]`` (sigmoid) and boxes ``[B, N, 4]`` (xyxy, input pixels)."""
         cls, reg = self.flatten(outputs)
         priors = self.anchor_points(outputs)
-        distances = (reg.softmax(dim=-1) * self.bins).sum(dim=-1) * priors[:, 2:3]
+        distances = expected_bin(reg) * priors[:, 2:3]
         return cls.sigmoid(), distance2bbox(priors[:, :2], distances)
 
     def loss(
