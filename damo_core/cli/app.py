@@ -28,6 +28,7 @@ app = typer.Typer(
 app.command("info")(model_cmds.info)
 app.command("train")(train_cmds.train)
 app.command("distill")(distill_cmds.distill)
+app.command("distill-chain")(distill_cmds.distill_chain)
 app.command("eval")(train_cmds.evaluate)
 app.command("predict")(train_cmds.predict)
 app.command("export")(export_cmds.export)

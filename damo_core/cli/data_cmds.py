@@ -30,3 +30,44 @@ def synth(
     yaml_path = generate(out, num_classes=classes, num_images=images, image_size=img_size,
                          val_fraction=val_fraction, seed=seed, overwrite=force)
     typer.echo(f"dataset written: {yaml_path}")
+
+
+SourceOpt = Annotated[list[str], typer.Option(
+    "--source", help="NAME[:FORMAT]=URI[,images=URI][,classes=URI]; FORMAT: coco, o365, oi, "
+    "yolo, voc (default: NAME). URI: local path or s3://bucket/key.")]
+
+
+@data_app.command("labelspace")
+@exit_on_user_error
+def labelspace(
+    out: Annotated[str, typer.Option(help="Mapping CSV to write (local path or s3://).")],
+    source: SourceOpt = [],  # noqa: B006 (typer reads the default, never mutates it)
+    preset: Annotated[str | None, typer.Option(help="Write a shipped label space instead: "
+                                                    "coco-o365-oi.")] = None,
+) -> None:
+    """Propose a unified label space from sources (or write a preset) as an editable CSV."""
+    from damo_core.data.labelspace import write_label_space
+
+    result = write_label_space(out, sources=source, preset=preset)
+    typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+@data_app.command("unify")
+@exit_on_user_error
+def unify(
+    source: SourceOpt,
+    label_space: Annotated[str, typer.Option(help="Mapping CSV (path or s3://) or "
+                                                  "preset:NAME.")],
+    out: Annotated[str, typer.Option(help="Output directory or s3://bucket/prefix.")],
+    shard_images: Annotated[int, typer.Option(help="Images per Parquet shard.")] = 200_000,
+    alpha: Annotated[float, typer.Option(help="Source smoothing: weight ~ size^alpha.")] = 0.5,
+    rfs_threshold: Annotated[float, typer.Option(help="Repeat-factor threshold t.")] = 0.001,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Drop and count bad "
+                                               "entries instead of stopping.")] = False,
+) -> None:
+    """Unify sources into sharded Parquet manifests, label_space.json, counts and plots."""
+    from damo_core.data.unify import unify as run_unify
+
+    result = run_unify(source, label_space, out, shard_images=shard_images, alpha=alpha,
+                       rfs_threshold=rfs_threshold, skip_invalid=skip_invalid)
+    typer.echo("\n".join(result.report_lines()))

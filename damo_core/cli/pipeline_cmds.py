@@ -74,13 +74,56 @@ def _cell(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+@pipeline_app.command("submit")
+@exit_on_user_error
+def submit(
+    host: Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT",
+                                      help="KFP API endpoint, e.g. https://kfp.example.")],
+    params: Annotated[Path | None, typer.Option(help="YAML of pipeline parameters.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment name.")] = None,
+    run_name: Annotated[str | None, typer.Option("--run-name", help="Run name.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (multi-user KFP).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="param=value pairs.")] = None,
+) -> None:
+    """Compile the DAG and submit a run to a Kubeflow Pipelines cluster; prints the run URL."""
+    from pipelines.remote import submit as submit_run
+
+    run = submit_run(host, _params(params, overrides), experiment=experiment, run_name=run_name,
+                     token=token, namespace=namespace,
+                     params_source=str(params) if params else "parameters")
+    typer.echo(f"run {run.run_id}: {run.url}")
+
+
+@pipeline_app.command("rerun")
+@exit_on_user_error
+def rerun(
+    step: Annotated[str, typer.Argument(help="Task to rerun: its key (distill-2) or display "
+                                             "name (as in the KFP UI).")],
+    from_run: Annotated[str, typer.Option("--from-run", help="ID of the earlier run.")],
+    host: Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT",
+                                      help="KFP API endpoint.")],
+    with_dependants: Annotated[bool, typer.Option(
+        "--with-dependants", help="Also rerun every task downstream of STEP.")] = False,
+    params: Annotated[Path | None, typer.Option(help="YAML of parameter overrides.")] = None,
+    experiment: Annotated[str | None, typer.Option(
+        help="Experiment (default: the earlier run's).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (multi-user KFP).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="param=value overrides.")] = None,
+) -> None:
+    """Rerun one step of an earlier run, its inputs taken from that run (KFP cache hits)."""
+    from pipelines.remote import rerun as rerun_step
+
+    run = rerun_step(host, from_run, step, with_dependants=with_dependants,
+                     params=_params(params, overrides), experiment=experiment, token=token,
+                     namespace=namespace)
+    typer.echo(f"run {run.run_id}: {run.url}")
+
+
 @pipeline_app.command("params")
 def show_params() -> None:
     """Print the pipeline's parameters and their defaults (the keys a params.yaml may set)."""
-    from google.protobuf.json_format import MessageToDict
+    from pipelines.remote import pipeline_parameters
 
-    from pipelines.damo_pipeline import damo_pipeline
-
-    spec = damo_pipeline.pipeline_spec.root.input_definitions.parameters
-    typer.echo(json.dumps({k: MessageToDict(v).get("defaultValue") for k, v in spec.items()},
-                          indent=2))
+    typer.echo(json.dumps(pipeline_parameters(), indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,11 +12,12 @@ import typer
 from typer.testing import CliRunner
 
 import damo_core.train.distill as distill_mod
+from damo_core.cli import app
 from damo_core.cli.distill_cmds import distill as distill_cmd
-from damo_core.data.synth import generate
 from damo_core.models import build_model
 from damo_core.models.config import ConfigError
 from damo_core.train import load_train_config
+from damo_core.train.chain import PAPER_CHAIN, run_chain
 from damo_core.train.checkpoint_io import atomic_save, model_meta
 from damo_core.train.distill import (
     AlignModule,
@@ -39,12 +41,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synth"
-    return generate(root, num_classes=2, num_images=16, image_size=64, seed=3)
 
 
 def _save_teacher(path, name, class_names):
@@ -244,3 +240,39 @@ def test_cli_distill_runs_and_rejects_unknown_settings(tiny_data, teacher_pt, tm
     saved = torch.load(tmp_path / "cli" / "last.pt", weights_only=False)
     assert saved["distill"]["config"]["tau"] == 2.0
     assert saved["distill"]["config"]["levels"] == [1, 2]
+
+
+def test_cli_chain_trains_the_teacher_then_distils_each_link(tiny_data, tmp_path):
+    """The paper's L -> M -> S -> T, for real at toy scale: four checkpoints, four metrics files,
+    each student taught by the previous link's best.pt, and a resume that redoes nothing."""
+    root = tmp_path / "chain"
+    args = ["distill-chain", "--data", str(tiny_data), "--out", str(root), "--teacher-epochs",
+            "1", "--epochs", "2", "--batch", "4", "--img-size", "64", "no_aug_epochs=1",
+            "workers=0", "precise_bn_batches=1", "warmup_epochs=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    links = json.loads((root / "chain.json").read_text())
+    assert [link["model"] for link in links] == list(PAPER_CHAIN)
+    assert links[0]["teacher"] is None
+    for prev, link in zip(links, links[1:], strict=False):
+        assert link["teacher"] == prev["weights"]
+    for link in links:
+        meta = torch.load(link["weights"], weights_only=False)
+        assert meta["model_name"] == link["model"]
+        metrics = json.loads(Path(link["metrics"]).read_text())
+        assert metrics["AP50"] == pytest.approx(link["ap50"], abs=1e-4)
+    stamps = [Path(link["weights"]).stat().st_mtime_ns for link in links]
+    again = CliRunner().invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert [Path(link["weights"]).stat().st_mtime_ns for link in links] == stamps
+
+
+def test_chain_needs_a_teacher_and_distinct_models(tiny_data, tmp_path):
+    cfg = load_train_config(overrides=TINY)
+    with pytest.raises(ConfigError, match="at least one student"):
+        run_chain(["damoyolo_s"], tiny_data, tmp_path, cfg)
+    with pytest.raises(ConfigError, match="names a model twice"):
+        run_chain(["damoyolo_s", "damoyolo_s"], tiny_data, tmp_path, cfg)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        run_chain(["damoyolo_s", "damoyolo_t"], tiny_data, tmp_path, cfg,
+                  teacher_weights=tmp_path / "missing.pt")

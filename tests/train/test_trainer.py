@@ -10,17 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from damo_core.cli import app
-from damo_core.data.synth import generate
 from damo_core.train import Trainer, load_train_config, load_trained
 
 TINY = dict(epochs=3, batch=4, img_size=64, warmup_epochs=1, no_aug_epochs=1, workers=0,
             precise_bn_batches=2, ema_tau=10.0, augment={"mosaic_prob": 0.5, "mixup_prob": 0.2})
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synth"
-    return generate(root, num_classes=2, num_images=16, image_size=64, seed=3)
 
 
 def _trainer(data, out, **overrides):
