@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from damo_core.cli import (
+    cluster_cmds,
     data_cmds,
     distill_cmds,
     export_cmds,
@@ -35,6 +36,9 @@ app.command("export")(export_cmds.export)
 app.command("bench")(export_cmds.bench)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(pipeline_cmds.pipeline_app, name="pipeline")
+app.command("dashboards")(cluster_cmds.dashboards)
+app.add_typer(cluster_cmds.metrics_app, name="metrics")
+app.add_typer(cluster_cmds.cluster_app, name="cluster")
 
 
 def main() -> None:

@@ -337,6 +337,9 @@ class DatasetSpec:
     train_images: Path
     val_images: Path
     names: tuple[str, ...]
+    # per-train-image draw weights (``.npy``, train JSON order) written by ``damo data unify``;
+    # None: every image once per epoch
+    sampling_weights: Path | None = None
 
     def split(self, name: str) -> tuple[Path, Path]:
         """(annotation JSON, image dir) for ``"train"`` or ``"val"``."""
@@ -390,6 +393,12 @@ def load_dataset_yaml(path: str | Path) -> DatasetSpec:
         raise DatasetError(
             f"{yaml_path}: field 'names' must be a non-empty list of strings, got {names!r}"
         )
+    weights = None
+    if raw.get("sampling_weights") is not None:
+        weights = (root / _yaml_field(yaml_path, raw, "sampling_weights")).resolve()
+        if not weights.is_file():
+            raise DatasetError(f"{yaml_path}: field 'sampling_weights' names {weights}, "
+                               "which does not exist")
     return DatasetSpec(
         yaml_path=yaml_path,
         root=root,
@@ -398,4 +407,5 @@ def load_dataset_yaml(path: str | Path) -> DatasetSpec:
         train_images=resolved["train_images"],
         val_images=resolved["val_images"],
         names=tuple(names),
+        sampling_weights=weights,
     )

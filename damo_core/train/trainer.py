@@ -103,6 +103,8 @@ class Trainer:
 
     def loader(self) -> torch.utils.data.DataLoader:
         sampler: torch.utils.data.Sampler[int] = EpochSampler(self.dataset, True, self.cfg.seed)
+        if self.spec.sampling_weights is not None:
+            sampler = weighted_sampler(self.dataset, self.spec.sampling_weights, self.cfg.seed)
         if self.env.enabled:
             sampler = ShardSampler(sampler, self.env)
         return torch.utils.data.DataLoader(
@@ -292,6 +294,19 @@ class Trainer:
 
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) and math.isfinite(value) else value
+
+
+def weighted_sampler(dataset: DetectionDataset, weights_file: Path, seed: int
+                     ) -> torch.utils.data.Sampler[int]:
+    """Source- and class-aware draws (``damo data unify``'s weights) instead of one pass."""
+    import numpy as np
+
+    from damo_core.data.sampling import WeightedEpochSampler
+
+    try:
+        return WeightedEpochSampler(dataset, np.load(weights_file), seed)
+    except ValueError as err:
+        raise ValueError(f"{weights_file}: {err}") from None
 
 
 def train(model: str | Path, data: str | Path, out_dir: str | Path,

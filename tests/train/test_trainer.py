@@ -110,3 +110,24 @@ def test_integral_floats_from_json_transports_are_accepted_as_ints():
 
     with pytest.raises(ConfigError, match="'epochs' = 1.5 has the wrong type"):
         load_train_config(overrides={"epochs": 1.5})
+
+
+def test_sampling_weights_of_a_unified_dataset_drive_the_loader(tiny_data, tmp_path):
+    """``damo data unify`` writes per-image weights; the trainer draws by them, and a weights
+    file that does not fit the images is an error naming the file."""
+    import numpy as np
+    import yaml
+
+    raw = yaml.safe_load(tiny_data.read_text())
+    root = tiny_data.parent
+    weights = np.zeros(len(json.loads((root / raw["train"]).read_text())["images"]))
+    weights[3] = 1.0
+    np.save(root / "w.npy", weights)
+    weighted = root / "weighted.yaml"
+    weighted.write_text(yaml.safe_dump({**raw, "sampling_weights": "w.npy"}))
+    sampler = _trainer(weighted, tmp_path / "run").loader().sampler
+    assert set(sampler) == {3}
+    np.save(root / "short.npy", weights[:-1])
+    weighted.write_text(yaml.safe_dump({**raw, "sampling_weights": "short.npy"}))
+    with pytest.raises(ValueError, match="short.npy"):
+        _trainer(weighted, tmp_path / "run2").loader()
