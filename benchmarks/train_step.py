@@ -10,6 +10,7 @@ loader's own images/s with the same augmentation, so the ratio shows which side 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import tempfile
 import time
@@ -38,6 +39,18 @@ def loader_throughput(dataset: DetectionDataset, batch: int, steps: int) -> floa
         if i + 1 >= steps:
             break
     return seen / (time.perf_counter() - start)
+
+
+def measure_in_child(name: str, batches: list, num_classes: int) -> tuple[float, float]:
+    """Images/s and the peak RSS of a fresh process that trained only ``name``: in one process
+    the peak would be the largest model measured so far, not this one's."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_child, (name, batches, num_classes))
+
+
+def _child(name: str, batches: list, num_classes: int) -> tuple[float, float]:
+    return step_throughput(name, batches, num_classes), peak_rss_mb()
 
 
 def step_throughput(name: str, batches: list, num_classes: int, warmup: int = 1) -> float:
@@ -75,8 +88,8 @@ def main() -> None:
           f"{data_ips:.1f} img/s")
     print(f"{'model':<12} {'train img/s':>12} {'peak RSS MB':>12} {'model/loader':>13}")
     for name in args.models:
-        ips = step_throughput(name, batches, source.num_classes)
-        print(f"{name:<12} {ips:>12.2f} {peak_rss_mb():>12.0f} {ips / data_ips:>13.2f}")
+        ips, rss = measure_in_child(name, batches, source.num_classes)
+        print(f"{name:<12} {ips:>12.2f} {rss:>12.0f} {ips / data_ips:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,21 @@ def resolve_backbone(model: str, out_yaml: str | Path, *, budget_params_m: float
             "params_m": round(info.deploy_params_m, 3), "gflops": round(info.deploy_gflops, 3)}
 
 
+def nas_step(model: str, out_yaml: str | Path, *, budget_params_m: float = 0.0,
+             budget_gflops: float = 0.0, generations: int = 6, population: int = 16,
+             seed: int = 0) -> dict[str, Any]:
+    """The pipeline's NAS step: MAE-NAS search of ``model``'s backbone under the budgets
+    (``generations=0``: keep the published structure, only checked against the budgets)."""
+    if generations <= 0:
+        return resolve_backbone(model, out_yaml, budget_params_m=budget_params_m,
+                                budget_gflops=budget_gflops)
+    from damo_core.nas import search_for_model
+
+    return search_for_model(model, out_yaml, budget_params_m=budget_params_m,
+                            budget_gflops=budget_gflops, generations=int(generations),
+                            population=int(population), seed=int(seed))
+
+
 def train_model(data_dir: str | Path, out_dir: str | Path, *, model: str, settings: dict[str, Any],
                 preset: str | None = None, teacher_dir: str | Path | None = None,
                 distill_settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -118,7 +133,18 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path,
                       image_size=meta["image_size"], progress=False, workers=0)
     if out_json is not None:
         result.to_json(out_json)
-    return {k: float(getattr(result, k)) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    metrics = {k: float(getattr(result, k)) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    _push("eval", metrics, meta["model_name"], "pytorch", "cpu")
+    return metrics
+
+
+def _push(kind: str, values: dict[str, Any], model: str, fmt: str, device: str) -> None:
+    """To the Pushgateway named by $DAMO_PUSHGATEWAY (Grafana's source); a no-op without one,
+    and never a reason for the step itself to fail."""
+    from damo_core import metrics
+
+    push = {"eval": metrics.push_eval, "latency": metrics.push_latency}[kind]
+    push(values, metrics.MetricLabels(metrics.run_id(), model, fmt, device))
 
 
 def export_step(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "openvino",
@@ -129,14 +155,15 @@ def export_step(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "openv
 
     model, meta = load_trained(Path(model_dir) / WEIGHTS)
     path = export_model(model.fuse(), fmt, out_dir, image_size=meta["image_size"],
-                        half=half or None)
+                        half=half or None, class_names=list(meta["class_names"]))
     return {"model_name": meta["model_name"], "format": fmt, "file": path.name,
             "image_size": meta["image_size"], "num_classes": meta["num_classes"],
             "class_names": meta["class_names"], "precision": "fp16" if half else "fp32"}
 
 
 def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch: int = 1,
-                   warmup: int = 5, runs: int = 30, threads: int | None = None) -> dict[str, Any]:
+                   warmup: int = 5, runs: int = 30, threads: int | None = None,
+                   model_name: str | None = None) -> dict[str, Any]:
     """Latency of an exported model on this machine's runtime for ``fmt`` (no postprocess)."""
     import dataclasses
 
@@ -152,7 +179,10 @@ def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch
     side = int(image_size)  # artifact metadata travels as JSON numbers: 128 arrives as 128.0
     images = np.random.default_rng(0).uniform(0, 255, (batch, 3, side, side)).astype(np.float32)
     stats = benchmark(runner, images, warmup=warmup, runs=runs)
-    return {"format": fmt, **dataclasses.asdict(stats), **host_info()}
+    result = {"format": fmt, **dataclasses.asdict(stats), **host_info()}
+    _push("latency", result, model_name or files[0].stem, fmt,
+          "gpu" if fmt == "tensorrt" else "cpu")
+    return result
 
 
 def gate(metrics: dict[str, float], latency_ms: float | None, *, map_floor: float,

@@ -3,7 +3,7 @@
                   ─► train_teacher (L) ─► distill M ◄─ L ─► distill S ◄─ M ─► distill T ◄─ S
     each model ─► evaluate ─┐
                └► export (fused → OpenVINO IR) ─► benchmark ─► gate (AP50 floor, latency
-                                                                budget) ─► deploy if it passes
+                                          budget) ─► deploy_triton, only if the gate passes
 
 Cluster settings (GPUs, node selectors, tolerations, MinIO credentials from a Secret, retries,
 caching) are attached here with kfp-kubernetes; the local runner ignores them.
@@ -13,6 +13,7 @@ caching) are attached here with kfp-kubernetes; the local runner ignores them.
 from kfp import compiler, dsl, kubernetes
 
 from components.benchmark.component import benchmark
+from components.deploy_triton.component import deploy_triton
 from components.distill.component import distill
 from components.evaluate.component import evaluate
 from components.export.component import export
@@ -61,10 +62,14 @@ def damo_pipeline(
     distill_settings: dict = {},  # noqa: B006
     budget_params_m: float = 0.0,
     budget_gflops: float = 0.0,
+    nas_generations: int = 6,
     export_format: str = "openvino",
     bench_runs: int = 30,
     map_floor: float = 0.3,
     latency_budget_ms: float = 1000.0,
+    triton_repository: str = "s3://damo-models/triton",
+    triton_url: str = "triton.damo.svc.cluster.local:8001",
+    triton_variant: str = "native",
 ) -> None:
     data = _cpu_step(unify_dataset(source=data_source, num_classes=synth_classes,
                                    num_images=synth_images, image_size=synth_image_size,
@@ -72,7 +77,8 @@ def damo_pipeline(
     names = {"L": model_l, "M": model_m, "S": model_s, "T": model_t}
     configs = {
         size: _cpu_step(nas_search(model=names[size], budget_params_m=budget_params_m,
-                                   budget_gflops=budget_gflops)).set_display_name(f"nas {size}")
+                                   budget_gflops=budget_gflops, generations=nas_generations,
+                                   seed=seed)).set_display_name(f"nas {size}")
         for size in SIZES
     }
     dataset = data.outputs["dataset"]
@@ -92,9 +98,14 @@ def damo_pipeline(
         exported.set_display_name(f"export {size}")
         timed = _cpu_step(benchmark(exported=exported.outputs["exported"], runs=bench_runs))
         timed.set_display_name(f"benchmark {size}")
-        _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"],
-                       latency_ms=timed.outputs["Output"], map_floor=map_floor,
-                       latency_budget_ms=latency_budget_ms)).set_display_name(f"gate {size}")
+        gated = _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"],
+                               latency_ms=timed.outputs["Output"], map_floor=map_floor,
+                               latency_budget_ms=latency_budget_ms))
+        gated.set_display_name(f"gate {size}")
+        with dsl.If(gated.outputs["Output"] == True, name=f"gate {size} passed"):  # noqa: E712
+            _cpu_step(deploy_triton(
+                exported=exported.outputs["exported"], repository=triton_repository,
+                url=triton_url, variant=triton_variant)).set_display_name(f"deploy {size}")
 
 
 def compile_pipeline(out: str) -> str:

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from damo_core.serve.local_server import LocalTriton
 from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
+
+TRITON_REPOSITORY = "triton-repository"
 
 # Reduced sizes so the whole DAG (four trainings included) fits minutes on 2 CPU cores.
 LOCAL_PARAMS: dict[str, Any] = {
@@ -24,6 +27,7 @@ LOCAL_PARAMS: dict[str, Any] = {
     "teacher_settings": {"epochs": 4, "img_size": 96, "no_aug_epochs": 1},
     "student_settings": {"epochs": 4, "img_size": 96, "no_aug_epochs": 1},
     "map_floor": 0.0,
+    "nas_generations": 3,  # a short MAE-NAS search per size (seconds on a CPU)
 }
 
 
@@ -54,7 +58,13 @@ def run_local(params: dict[str, Any] | None = None,
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                raise_on_error=True)
     started = time.perf_counter()
-    damo_pipeline(**{**LOCAL_PARAMS, **(params or {})})
+    repo = root / TRITON_REPOSITORY
+    repo.mkdir(exist_ok=True)
+    # The deploy steps load models into a real Triton server on 127.0.0.1 (the CPU build from
+    # the nvidia-pytriton wheel, Python-backend variant of the repository) for the whole run.
+    with LocalTriton(repo, log_path=root / "tritonserver.log") as server:
+        damo_pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
+                         "triton_url": server.grpc_url, "triton_variant": "python"})
     seconds = time.perf_counter() - started
     new_runs = sorted(p for p in set(root.iterdir()) - before
                       if p.is_dir() and p.name.startswith(PIPELINE_NAME))
@@ -66,7 +76,8 @@ def run_local(params: dict[str, Any] | None = None,
 def collect_tasks(run_dir: Path) -> list[TaskRecord]:
     """Read every finished task's ``executor_output.json`` (parameters and artifact metadata)."""
     records = []
-    for out_file in sorted(run_dir.glob("*/executor_output.json")):
+    # rglob: tasks inside a dsl.If group (deploy) sit one directory deeper
+    for out_file in sorted(run_dir.rglob("executor_output.json")):
         payload = json.loads(out_file.read_text())
         artifacts = {
             name: {"uri": entry["artifacts"][0]["uri"], **entry["artifacts"][0].get("metadata", {})}
@@ -93,10 +104,13 @@ def summary_rows(run: LocalRun) -> list[dict[str, Any]]:
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             latency_ms=meta.get("p50_ms"), runtime=meta.get("format"))
     for rec in run.by_prefix("gate"):
-        reason = str(rec.outputs.get("reason", ""))
-        name = reason.split(":", 1)[0]
-        rows.setdefault(name, {}).update(gate="pass" if rec.outputs.get("passed") else "FAIL",
-                                         gate_reason=reason)
+        meta = rec.artifacts.get("verdict", {})
+        rows.setdefault(meta.get("model_name", rec.task), {}).update(
+            gate="pass" if rec.outputs.get("Output") else "FAIL", gate_reason=meta.get("reason"))
+    for rec in run.by_prefix("deploy-triton"):
+        meta = rec.artifacts.get("deployment", {})
+        rows.setdefault(meta.get("model_name", rec.task), {}).update(
+            served=f"v{meta.get('version')} {meta.get('status')}")
     for rec in run.by_prefix("train-teacher") + run.by_prefix("distill"):
         meta = rec.artifacts.get("model", {})
         rows.setdefault(meta.get("model_name", rec.task), {}).update(

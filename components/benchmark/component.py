@@ -14,7 +14,8 @@ def benchmark(exported: Input[Model], runs: int, metrics: Output[Metrics]) -> fl
     from damo_core.steps import benchmark_step
 
     stats = benchmark_step(exported.path, fmt=exported.metadata["format"],
-                           image_size=exported.metadata["image_size"], runs=runs)
+                           image_size=exported.metadata["image_size"], runs=runs,
+                           model_name=exported.metadata["model_name"])
     for key in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "throughput"):
         metrics.log_metric(key, stats[key])
     metrics.metadata.update({k: stats[k] for k in ("format",)})

@@ -15,7 +15,9 @@ from damo_core.cli import (
     distill_cmds,
     export_cmds,
     model_cmds,
+    nas_cmds,
     pipeline_cmds,
+    serve_cmds,
     train_cmds,
 )
 
@@ -36,6 +38,10 @@ app.command("export")(export_cmds.export)
 app.command("bench")(export_cmds.bench)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(pipeline_cmds.pipeline_app, name="pipeline")
+app.add_typer(nas_cmds.nas_app, name="nas")
+app.command("infer")(serve_cmds.infer)
+app.command("serve-bench")(serve_cmds.serve_bench)
+app.add_typer(serve_cmds.serve_app, name="serve")
 app.command("dashboards")(cluster_cmds.dashboards)
 app.add_typer(cluster_cmds.metrics_app, name="metrics")
 app.add_typer(cluster_cmds.cluster_app, name="cluster")

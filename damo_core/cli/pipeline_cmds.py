@@ -60,9 +60,9 @@ def run(
 
 def summary_table(rows: list[dict]) -> Table:
     table = Table(title="DAMO-YOLO local pipeline")
-    columns = ("model", "AP", "AP50", "latency_ms", "params_m", "gflops", "gate")
+    columns = ("model", "AP", "AP50", "latency_ms", "params_m", "gflops", "gate", "served")
     for col in columns:
-        table.add_column(col, justify="left" if col in ("model", "gate") else "right")
+        table.add_column(col, justify="left" if col in ("model", "gate", "served") else "right")
     for row in rows:
         table.add_row(*[_cell(row.get(col)) for col in columns])
     return table

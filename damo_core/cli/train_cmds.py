@@ -23,6 +23,9 @@ def train(
     config: Annotated[Path | None, typer.Option(help="YAML of training settings.")] = None,
     weights: Annotated[Path | None, typer.Option(help="Initial weights (.pt/.pth).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    backbone: Annotated[Path | None, typer.Option(
+        "--backbone", help="TinyNAS structure file (e.g. from `damo nas search`) replacing the "
+        "model's backbone structure.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(
         help="key=value training settings, e.g. lr_per_image=0.0002 augment.mosaic_prob=0")] = None,
 ) -> None:
@@ -35,6 +38,10 @@ def train(
     for key, value in (("epochs", epochs), ("batch", batch), ("img_size", img_size)):
         if value is not None:
             settings[key] = value
+    if backbone is not None:
+        from damo_core.nas.search import model_yaml_with_backbone
+
+        model = str(model_yaml_with_backbone(model, backbone, out / "model.yaml"))
     result = run_train(model, data, out, load_train_config(config, settings), weights=weights,
                        resume=resume)
     typer.echo(summary_line(result))

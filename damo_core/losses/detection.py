@@ -19,13 +19,15 @@ from damo_core.models.layers.box_ops import bbox2distance, distance2bbox
 LOSS_KEYS = ("loss_qfl", "loss_dfl", "loss_giou")
 
 
-def _global_mean(value: float, device: torch.device) -> float:
-    """Average over DDP ranks so every rank normalises by the same positive count."""
+def _normaliser(value: float, device: torch.device) -> float:
+    """``max(global sum, 1) / world_size``: divided by it, each rank's loss averages (as DDP
+    averages gradients) to exactly the loss of the whole global batch in one process, the
+    floor of 1 included (clamping each rank's mean instead would halve small sums on 2 ranks)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor(value, device=device, dtype=torch.float32)
+        return max(value, 1.0)
+    t = torch.tensor(value, device=device, dtype=torch.float64)
     dist.all_reduce(t)
-    return float(t) / dist.get_world_size()
+    return max(float(t), 1.0) / dist.get_world_size()
 
 
 def detection_loss(
@@ -65,7 +67,7 @@ def detection_loss(
     fg = torch.cat([a.fg_mask for a in assignments])
     flat_priors = priors.repeat(batch, 1)
 
-    num_pos = max(_global_mean(float(fg.sum()), cls_logits.device), 1.0)
+    num_pos = _normaliser(float(fg.sum()), cls_logits.device)
     flat_scores = scores.reshape(-1, num_classes)
     loss_qfl = quality_focal_loss(flat_scores, (labels, score_targets), avg_factor=num_pos)
 
@@ -73,7 +75,7 @@ def detection_loss(
         # Positives are weighted by the model's own confidence, so boxes it already finds
         # count more than ones it has not learnt to score yet (GFocal).
         quality = flat_scores.detach()[fg].max(dim=1).values
-        norm = max(_global_mean(float(quality.sum()), cls_logits.device), 1.0)
+        norm = _normaliser(float(quality.sum()), cls_logits.device)
         pos_priors = flat_priors[fg]
         loss_giou = giou_loss(boxes.reshape(-1, 4)[fg], box_targets[fg], weight=quality,
                               avg_factor=norm)

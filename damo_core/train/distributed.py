@@ -52,6 +52,16 @@ def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
     return torch.device(name)
 
 
+def mean_across_ranks(values: dict[str, float], env: DistEnv) -> dict[str, float]:
+    """Average per-rank means, so rank 0 logs the loss of the whole global batch, not its shard."""
+    if not env.enabled or not values:
+        return values
+    keys = sorted(values)
+    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(packed)
+    return {k: float(v) / env.world_size for k, v in zip(keys, packed.tolist(), strict=True)}
+
+
 class ShardSampler(Sampler[int]):
     """Rank ``r`` of ``w`` takes every ``w``-th index of the base order (padded to divide)."""
 

@@ -30,7 +30,13 @@ from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import load_checkpoint
 from damo_core.train.checkpoint_io import atomic_save, model_meta
 from damo_core.train.config import TrainConfig, load_train_config
-from damo_core.train.distributed import DistEnv, ShardSampler, init_distributed, resolve_device
+from damo_core.train.distributed import (
+    DistEnv,
+    ShardSampler,
+    init_distributed,
+    mean_across_ranks,
+    resolve_device,
+)
 from damo_core.train.ema import ModelEMA, unwrap
 from damo_core.train.optim import build_optimizer, lr_at, set_lr
 from damo_core.train.plots import plot_results
@@ -162,7 +168,7 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + value
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items()})
         count = max(len(loader), 1)
-        return {"lr": lr, **{k: v / count for k, v in sums.items()}}
+        return {"lr": lr, **mean_across_ranks({k: v / count for k, v in sums.items()}, self.env)}
 
     def train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> dict[str, float]:
         losses = self.compute_losses(images.to(self.device, non_blocking=True), targets)

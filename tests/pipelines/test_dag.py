@@ -81,6 +81,47 @@ def test_images_resources_and_cluster_settings(ir):
     secret_env = k8s["exec-unify-dataset"]["secretAsEnv"][0]
     assert {e["envVar"] for e in secret_env["keyToEnv"]} == {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    steps = [t for _, t in _all_tasks(spec) if "dag" not in spec["components"][
+        t["componentRef"]["name"]]]  # container steps, not the condition groups
+    assert len(steps) == 29  # unify, 4 nas, teacher, 3 distill, 4 x (eval, export, bench, gate,
+    #                          deploy)
+    assert all(t.get("cachingOptions", {}).get("enableCache") for t in steps)
+    assert all(t.get("retryPolicy", {}).get("maxRetryCount") == 1 for t in steps)
+
+
+def _all_tasks(spec: dict, dag: dict | None = None):
+    for name, task in (dag or spec["root"]["dag"])["tasks"].items():
+        yield name, task
+        inner = spec["components"][task["componentRef"]["name"]].get("dag")
+        if inner:
+            yield from _all_tasks(spec, inner)
+
+
+def test_no_model_deploys_without_passing_its_gate(ir):
+    """Each deploy sits in a condition triggered by one gate's ``passed``, and deploys the
+    export of the very model that gate judged."""
+    _, spec, _ = ir
     tasks = spec["root"]["dag"]["tasks"]
-    assert all(t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
-    assert all(t.get("retryPolicy", {}).get("maxRetryCount") == 1 for t in tasks.values())
+    deployed_models = set()
+    for name, task in tasks.items():
+        component = spec["components"][task["componentRef"]["name"]]
+        if "dag" not in component:
+            assert not name.startswith("deploy"), "a deploy outside any gate condition"
+            continue
+        inputs = task["inputs"]["parameters"]
+        passed = [v["taskOutputParameter"]["producerTask"] for k, v in inputs.items()
+                  if k.startswith("pipelinechannel--gate")]
+        assert len(passed) == 1 and passed[0].startswith("gate")
+        gate_name = passed[0]
+        assert "== true" in task["triggerPolicy"]["condition"]
+        [inner] = component["dag"]["tasks"].values()
+        assert inner["componentRef"]["name"].startswith("comp-deploy-triton")
+        export_name = task["inputs"]["artifacts"]["pipelinechannel--" + inner["inputs"][
+            "artifacts"]["exported"]["componentInputArtifact"].removeprefix(
+            "pipelinechannel--")]["taskOutputArtifact"]["producerTask"]
+        # the gate judged the latency of this export and the AP50 of the same model
+        latency = tasks[tasks[gate_name]["inputs"]["parameters"]["latency_ms"][
+            "taskOutputParameter"]["producerTask"]]
+        assert _producer(latency, "exported") == export_name
+        deployed_models.add(_model_of(spec, _producer(tasks[export_name], "model")))
+    assert deployed_models == {"model_l", "model_m", "model_s", "model_t"}

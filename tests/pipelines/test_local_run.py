@@ -6,6 +6,8 @@ the full-size local defaults.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -26,6 +28,7 @@ TINY = {
     "student_settings": {"epochs": 1, "img_size": 64, "batch": 4, "workers": 0,
                          "no_aug_epochs": 0},
     "map_floor": 0.0,
+    "nas_generations": 0,  # published structures here; the search has its own tests
 }
 
 
@@ -55,3 +58,26 @@ def test_chain_order_and_real_checkpoints(local_run):
         assert row["AP50"] is not None and 0.0 <= row["AP50"] <= 1.0
         assert row["gate"] == "pass"  # map_floor 0 passes everything
         assert row["params_m"] > 0 and row["gflops"] > 0
+
+
+def test_every_gated_model_was_deployed_to_the_local_triton(local_run):
+    deploys = local_run.by_prefix("deploy-triton")
+    assert len(deploys) == 4  # every gate passed (map_floor 0)
+    for rec in deploys:
+        meta = rec.artifacts["deployment"]
+        assert meta["status"] == "serving" and meta["variant"] == "python"
+        assert (Path(meta["repo"]) / meta["model_name"] / "config.pbtxt").is_file()
+    # T and S are the same nano model here: the second deploy is version 2 of it
+    versions = sorted(r.artifacts["deployment"]["version"] for r in deploys
+                      if r.artifacts["deployment"]["model_name"] == "damoyolo_ns")
+    assert versions == [1, 2]
+
+
+def test_a_failing_step_is_named_and_stops_its_dependants(tmp_path):
+    missing = tmp_path / "nowhere" / "dataset.yaml"
+    with pytest.raises(RuntimeError) as err:
+        run_local({**TINY, "data_source": str(missing)}, tmp_path / "kfp")
+    assert "unify-dataset" in str(err.value)
+    # nothing downstream ran: no task directory other than the failed step's
+    runs = [p for p in (tmp_path / "kfp").iterdir() if p.name.startswith("damo-yolo")]
+    assert [sorted(q.name for q in r.iterdir()) for r in runs] in ([], [["unify-dataset"]])

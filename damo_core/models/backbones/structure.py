@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import ast
 import pprint
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# TinyNAS class name -> this project's block name.
+# TinyNAS class name -> this project's block name. DAMO-YOLO's files name the residual classes
+# ``SuperResConv*``; TinyNAS's own search writes ``SuperRes*``: both read, the former is written.
 _TINYNAS_CLASSES = {
     "ConvKXBNRELU": "conv",
     "SuperResConvK1KX": "res_k1kx",
     "SuperResConvKXKX": "res_kxkx",
 }
+_TINYNAS_ALIASES = {"SuperResK1KX": "res_k1kx", "SuperResKXKX": "res_kxkx"}
 _INNER_CLASSES = {"res_k1kx": "ResConvK1KX", "res_kxkx": "ResConvKXKX"}
 BLOCKS = tuple(_TINYNAS_CLASSES.values())
 
@@ -45,6 +47,11 @@ class StageSpec:
     kernel: int
     depth: int = 1
     btn: int = 0
+    # Quantisation bit-widths as TinyNAS files carry them (one per conv: a scalar for the stem, a
+    # list of 2 per block for residual stages). They change the MAE-NAS score's bit-width term
+    # but not the float network, so they take no part in equality.
+    nbits_a: int | tuple[int, ...] | None = field(default=None, compare=False)
+    nbits_w: int | tuple[int, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.block not in BLOCKS:
@@ -104,7 +111,7 @@ def check_chain(stages: list[StageSpec], source: str) -> None:
 
 
 def parse_tinynas(text: str, source: str = "<string>") -> list[StageSpec]:
-    """Parse TinyNAS's text format (``nbitsA``/``nbitsW`` quantisation fields are ignored)."""
+    """Parse TinyNAS's text format; ``nbitsA``/``nbitsW`` are kept on the stage when present."""
     try:
         raw = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError) as err:
@@ -114,15 +121,17 @@ def parse_tinynas(text: str, source: str = "<string>") -> list[StageSpec]:
     stages = []
     for i, item in enumerate(raw):
         cls = item.get("class") if isinstance(item, dict) else None
-        if cls not in _TINYNAS_CLASSES:
+        classes = {**_TINYNAS_CLASSES, **_TINYNAS_ALIASES}
+        if cls not in classes:
             raise StructureError(
-                f"{source}: structure[{i}].class = {cls!r}; known: {sorted(_TINYNAS_CLASSES)}"
+                f"{source}: structure[{i}].class = {cls!r}; known: {sorted(classes)}"
             )
         try:
             stages.append(
-                StageSpec(_TINYNAS_CLASSES[cls], int(item["in"]), int(item["out"]),
+                StageSpec(classes[cls], int(item["in"]), int(item["out"]),
                           int(item["s"]), int(item["k"]), int(item.get("L", 1)),
-                          int(item.get("btn", 0)))
+                          int(item.get("btn", 0)), _nbits(item, "nbitsA", source, i),
+                          _nbits(item, "nbitsW", source, i))
             )
         except KeyError as err:
             raise StructureError(f"{source}: structure[{i}] lacks field {err}") from None
@@ -130,24 +139,47 @@ def parse_tinynas(text: str, source: str = "<string>") -> list[StageSpec]:
     return stages
 
 
+def _nbits(item: dict[str, Any], key: str, source: str, index: int) -> int | tuple[int, ...] | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    values = value if isinstance(value, list | tuple) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                             for v in values):
+        raise StructureError(
+            f"{source}: structure[{index}].{key} = {value!r}; expected a positive int or a "
+            "list of them"
+        )
+    return tuple(values) if isinstance(value, list | tuple) else int(value)
+
+
 def format_tinynas(stages: list[StageSpec], with_nbits: bool = False) -> str:
-    """Write TinyNAS's text format; ``with_nbits`` adds 8-bit fields as TinyNAS emits them."""
+    """Write TinyNAS's text format; ``with_nbits`` adds the bit-width fields, the stage's own
+    when it has them, else 8 bits everywhere as TinyNAS emits them."""
     items = []
     for s in stages:
         if s.block == "conv":
             item: dict[str, Any] = {"class": "ConvKXBNRELU", "in": s.in_channels, "k": s.kernel,
                                     "out": s.out_channels, "s": s.stride}
             if with_nbits:
-                item.update(nbitsA=8, nbitsW=8)
+                item.update(nbitsA=_nbits_out(s.nbits_a, 8), nbitsW=_nbits_out(s.nbits_w, 8))
         else:
             cls = next(k for k, v in _TINYNAS_CLASSES.items() if v == s.block)
             item = {"L": s.depth, "btn": s.btn, "class": cls, "in": s.in_channels,
                     "inner_class": _INNER_CLASSES[s.block], "k": s.kernel,
                     "out": s.out_channels, "s": s.stride}
             if with_nbits:
-                item.update(nbitsA=[8] * 2 * s.depth, nbitsW=[8] * 2 * s.depth)
+                default = [8] * 2 * s.depth
+                item.update(nbitsA=_nbits_out(s.nbits_a, default),
+                            nbitsW=_nbits_out(s.nbits_w, default))
         items.append(item)
     return pprint.pformat(items, indent=2, width=100, sort_dicts=True) + "\n"
+
+
+def _nbits_out(value: int | tuple[int, ...] | None, default: Any) -> Any:
+    if value is None:
+        return default
+    return list(value) if isinstance(value, tuple) else value
 
 
 def read_structure_file(path: str | Path) -> list[StageSpec]:

@@ -1,0 +1,135 @@
+"""``damo infer``, ``damo serve-bench`` and ``damo serve {local,deploy}``: Triton serving.
+
+Registered in ``app.py`` as::
+
+    app.command("infer")(serve_cmds.infer)
+    app.command("serve-bench")(serve_cmds.serve_bench)
+    app.add_typer(serve_cmds.serve_app, name="serve")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from damo_core.cli.errors import exit_on_user_error
+
+serve_app = typer.Typer(help="Triton serving: model repository, deploy, local server.",
+                        no_args_is_help=True)
+
+Url = Annotated[str, typer.Option("--url", help="Triton gRPC endpoint HOST:PORT.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Deployed model (the ensemble's name).")]
+
+
+@exit_on_user_error
+def infer(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    model: ModelOpt,
+    url: Url = "127.0.0.1:8001",
+    as_json: Annotated[bool, typer.Option("--json", help="Print detections as JSON.")] = False,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Annotated image (one input) or directory (several).")] = None,
+    conf: Annotated[float, typer.Option(help="Score threshold (damo predict's).")] = 0.3,
+    batch: Annotated[int | None, typer.Option(help="Images per request.")] = None,
+) -> None:
+    """Detect objects in images with a model deployed on Triton (gRPC)."""
+    from damo_core.eval import draw_detections
+    from damo_core.serve.client import TritonDetector, detections_json
+
+    with TritonDetector(url, model) as detector:
+        results = detector.detect(images, score_threshold=conf, batch_size=batch)
+        names = detector.class_names or []
+    for path, dets in zip(images, results, strict=True):
+        target = None
+        if save is not None:
+            target = save if len(images) == 1 else save / path.name
+            draw_detections(path, dets, names, target)
+        if not as_json:
+            typer.echo(f"{path}: {len(dets)} objects" + (f" -> {target}" if target else ""))
+    if as_json:
+        typer.echo(json.dumps([detections_json(p, d, names) for p, d in
+                               zip(images, results, strict=True)], indent=2))
+
+
+@exit_on_user_error
+def serve_bench(
+    model: ModelOpt,
+    url: Url = "127.0.0.1:8001",
+    images: Annotated[list[Path] | None, typer.Argument(
+        help="Images to send (default: a generated probe image).")] = None,
+    concurrency: Annotated[list[int] | None, typer.Option(
+        "--concurrency", "-c", help="Concurrent clients, repeatable (default 1 2 4).")] = None,
+    requests: Annotated[int, typer.Option(help="Requests per concurrency level.")] = 100,
+    batch: Annotated[int, typer.Option(help="Images per request.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write the results as JSON here.")] = None,
+) -> None:
+    """Client-side latency (p50/p99) and throughput at several concurrencies."""
+    from damo_core.serve.bench import serve_bench as run
+    from damo_core.serve.codec import read_image_bytes
+    from damo_core.serve.deploy import probe_image
+    from damo_core.steps import write_json
+
+    encoded = [read_image_bytes(p) for p in images] if images else [probe_image(640, 480)]
+    results = run(url, model, encoded, concurrencies=concurrency or [1, 2, 4],
+                  requests=requests, batch=batch)
+    table = Table("concurrency", "batch", "requests", "p50 ms", "p99 ms", "images/s",
+                  title=f"{model} @ {url}")
+    for r in results:
+        table.add_row(str(r.concurrency), str(r.batch), str(r.requests), f"{r.p50_ms:.2f}",
+                      f"{r.p99_ms:.2f}", f"{r.throughput_ips:.1f}")
+    Console(width=120).print(table)
+    if out is not None:
+        write_json(out, {"model": model, "url": url, "results": [r.as_dict() for r in results]})
+
+
+@serve_app.command("local")
+@exit_on_user_error
+def local(
+    repo: Annotated[Path, typer.Option("--repo", help="Model repository (python variant).")],
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port.")] = 8002,
+    log: Annotated[Path | None, typer.Option(help="Server log file (default: temporary).")] = None,
+) -> None:
+    """Run the CPU Triton server on 127.0.0.1 in the foreground, every model loaded."""
+    from damo_core.serve.local_server import LocalTriton
+
+    with LocalTriton(repo, load=["*"], ports=(grpc_port, http_port, metrics_port),
+                     log_path=log) as server:
+        typer.echo(f"Triton ready: grpc {server.grpc_url}, http {server.http_url}, "
+                   f"metrics {server.metrics_url}; log {server.log_path}; Ctrl-C stops it")
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            typer.echo("stopping")
+
+
+@serve_app.command("deploy")
+@exit_on_user_error
+def deploy(
+    exported: Annotated[Path, typer.Argument(help="Directory written by `damo export`.")],
+    repo: Annotated[Path, typer.Option("--repo", help="Model repository to add it to.")],
+    url: Annotated[str | None, typer.Option(
+        "--url", help="Triton gRPC HOST:PORT to load it on; without it only writes.")] = None,
+    variant: Annotated[str, typer.Option(help="python (local CPU server) or native.")] = "python",
+    max_batch: Annotated[int, typer.Option(help="max_batch_size of the models.")] = 8,
+) -> None:
+    """Add an export to a model repository as a new version and load it (with rollback)."""
+    from damo_core.serve.deploy import deploy as run
+    from damo_core.serve.errors import DeployError
+    from damo_core.serve.model_config import ServingOptions
+
+    preferred = tuple(b for b in (4, 8) if b <= max_batch)
+    try:
+        result = run(exported, repo, url, variant=variant,
+                     options=ServingOptions(max_batch_size=max_batch,
+                                            preferred_batch_sizes=preferred))
+    except DeployError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result, indent=2))

@@ -1,0 +1,55 @@
+"""Encoded image bytes in and out: what travels in the ensemble's ``IMAGE`` tensor.
+
+Decoding goes through the project's :func:`~damo_core.eval.preprocess.load_image` (PIL, RGB
+conversion), so the server decodes exactly as ``damo predict`` reads files.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from damo_core.eval.preprocess import load_image
+from damo_core.serve.errors import NotAnImageError
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
+    """``H×W×3`` uint8 RGB from encoded bytes (trailing zero padding is ignored)."""
+    raw = data.tobytes() if isinstance(data, np.ndarray) else data
+    try:
+        return load_image(io.BytesIO(raw))  # type: ignore[arg-type]  # PIL takes file objects
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise NotAnImageError(f"{name}: not a decodable image ({err})") from None
+
+
+def read_image_bytes(path: str | Path) -> bytes:
+    """The file's bytes after checking that it is an image, so a bad file fails here, naming
+    it, rather than as an anonymous error inside a server-side batch."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise NotAnImageError(f"{path}: not an image file ({err})") from None
+    return data
+
+
+def pad_batch(encoded: Sequence[bytes]) -> np.ndarray:
+    """``[B, L]`` uint8, each row one file's bytes padded with zeros to the longest.
+
+    Triton batches only tensors of equal shape; decoders stop at the format's end marker.
+    """
+    if not encoded:
+        raise ValueError("no images to send")
+    width = max(len(e) for e in encoded)
+    batch = np.zeros((len(encoded), width), dtype=np.uint8)
+    for row, data in zip(batch, encoded, strict=True):
+        row[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return batch

@@ -1,0 +1,223 @@
+"""Run the real ``tritonserver`` of the ``nvidia-pytriton`` wheel on this machine (CPU only).
+
+The wheel ships a complete Triton build with the Python backend; pytriton's own ``Triton()``
+wrapper does not start on Python 3.11.7, so :class:`LocalTriton` drives the binary directly:
+
+* ``LD_LIBRARY_PATH`` gets the wheel's ``nvidia_pytriton.libs`` (the server's shared
+  libraries) and Python's ``LIBDIR`` (``libpython`` for the backend stub);
+* a backend directory is assembled in a temporary directory: ``python/`` with
+  ``libtriton_python.so`` and the stub built for this Python version;
+* the server binds 127.0.0.1 only, on free ports, in explicit model-control mode (models are
+  loaded and unloaded through the repository API, which is what deploy uses).
+
+Start-up is bounded (``startup_timeout``) and a failure raises with the server log's tail;
+the context manager always stops the server and its backend stubs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from damo_core.export.common import BackendUnavailableError
+from damo_core.serve.errors import TritonStartError
+
+HOST = "127.0.0.1"
+_PORT_RETRIES = 3
+
+
+def pytriton_root() -> Path:
+    """The installed ``pytriton`` package directory (found without importing it: importing
+    pytriton pulls in its whole client stack)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError(
+            "the local Triton server comes from the 'nvidia-pytriton' wheel, which is not "
+            "installed; install it with: pip install --no-deps nvidia-pytriton==0.7.0")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def server_binary() -> Path:
+    binary = pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+    if not binary.is_file():
+        raise BackendUnavailableError(f"{binary} is missing: reinstall nvidia-pytriton")
+    return binary
+
+
+def library_path() -> str:
+    libs = pytriton_root().parent / "nvidia_pytriton.libs"
+    parts = [str(libs), sysconfig.get_config_var("LIBDIR") or "",
+             os.environ.get("LD_LIBRARY_PATH", "")]
+    return os.pathsep.join(p for p in parts if p)
+
+
+def make_backend_dir(target: Path) -> Path:
+    """``target/python/`` with the Python backend and the stub for this interpreter."""
+    tritonserver = pytriton_root() / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = tritonserver / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise BackendUnavailableError(f"nvidia-pytriton has no Python backend stub for Python "
+                                      f"{version} ({stub} is missing)")
+    python = target / "python"
+    shutil.copytree(tritonserver / "backends" / "python", python, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(stub, python / stub.name)
+    return target
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free right now (all sockets held open until all are picked)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+class LocalTriton:
+    """``with LocalTriton(repo) as server:`` a ready server; ``server.grpc_url`` for clients.
+
+    ``load`` names the models loaded at start-up (``("*",)``: every model in the repository;
+    empty: none, deploy loads them later). ``ports`` = (gRPC, HTTP, metrics); ``None`` picks
+    free ones (and retries if another process grabs one first). The server's log goes to
+    ``log_path`` (default: a file in the server's temporary directory, removed on stop).
+    """
+
+    def __init__(self, repo: str | Path, *, load: Sequence[str] = (),
+                 ports: tuple[int, int, int] | None = None, startup_timeout: float = 120.0,
+                 log_path: str | Path | None = None, extra_args: Sequence[str] = ()) -> None:
+        self.repo = Path(repo).resolve()
+        if not self.repo.is_dir():
+            raise FileNotFoundError(f"model repository {self.repo} does not exist")
+        self.load, self.startup_timeout = tuple(load), startup_timeout
+        self.extra_args = tuple(extra_args)
+        self._fixed_ports = ports
+        self._log_arg = Path(log_path) if log_path else None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.grpc_port = self.http_port = self.metrics_port = 0
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
+
+    @property
+    def log_path(self) -> Path:
+        assert self._tmp is not None or self._log_arg is not None, "server not started"
+        return self._log_arg or Path(self._tmp.name) / "tritonserver.log"  # type: ignore[union-attr]
+
+    def __enter__(self) -> LocalTriton:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> LocalTriton:
+        if self._proc is not None:
+            raise RuntimeError("this LocalTriton is already running")
+        self._tmp = tempfile.TemporaryDirectory(prefix="damo-triton-")
+        backends = make_backend_dir(Path(self._tmp.name) / "backends")
+        try:
+            for attempt in range(_PORT_RETRIES):
+                try:
+                    self._launch(backends)
+                    self._wait_ready()
+                    return self
+                except TritonStartError as err:
+                    self._terminate()
+                    if "address already in use" not in str(err).lower() or \
+                            self._fixed_ports or attempt == _PORT_RETRIES - 1:
+                        raise
+        except BaseException:
+            self.stop()
+            raise
+        raise AssertionError("unreachable")
+
+    def _launch(self, backends: Path) -> None:
+        self.grpc_port, self.http_port, self.metrics_port = self._fixed_ports or free_ports(3)
+        args = [str(server_binary()), f"--model-repository={self.repo}",
+                f"--backend-directory={backends}", "--model-control-mode=explicit",
+                *(f"--load-model={name}" for name in self.load),
+                f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
+                f"--http-address={HOST}", f"--http-port={self.http_port}",
+                f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
+                "--allow-gpu-metrics=false", "--exit-timeout-secs=5", *self.extra_args]
+        env = {**os.environ, "LD_LIBRARY_PATH": library_path()}
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            # Own session: stop() can signal the server and the backend stubs it spawned.
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise TritonStartError(f"tritonserver exited with code {self._proc.returncode} "
+                                       f"during start-up; log tail:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise TritonStartError(f"tritonserver was not ready within {self.startup_timeout:.0f} s; "
+                               f"log tail:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group this object started, no other
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the server (graceful, then forced) and delete its temporary files."""
+        self._terminate()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def wait(self) -> int:
+        """Block until the server exits (``damo serve local`` in the foreground)."""
+        assert self._proc is not None, "server not started"
+        return self._proc.wait()
