@@ -119,8 +119,10 @@ def _parse_categories(path: Path, data: Mapping[str, Any]) -> list[dict[str, Any
     return sorted(cats, key=lambda c: c["id"])
 
 
-def _check_image_entry(entry: object, image_dir: Path, seen: set[int]) -> _Problem:
-    """Return (kind, message) describing what is wrong with one ``images`` entry, or None."""
+def check_image_fields(entry: object, seen: set[int], *, require_size: bool) -> _Problem:
+    """(kind, message) for a bad ``images`` entry's id, file name or size, or None. Streaming
+    readers need the size (boxes are normalised before any image is opened); the trainer's
+    reader does not (it reads the size from the file)."""
     if not isinstance(entry, dict) or not _is_int(entry.get("id")):
         return "bad_image_entry", f"images entry {entry!r}: field 'id' must be an integer"
     iid = entry["id"]
@@ -131,8 +133,17 @@ def _check_image_entry(entry: object, image_dir: Path, seen: set[int]) -> _Probl
         return "bad_image_entry", f"image id {iid}: field 'file_name' has bad value {name!r}"
     for key in ("width", "height"):
         value = entry.get(key)
-        if value is not None and (not _is_int(value) or value <= 0):
+        if (value is not None or require_size) and (not _is_int(value) or value <= 0):
             return "bad_image_entry", f"image id {iid}: field '{key}' has bad value {value!r}"
+    return None
+
+
+def _check_image_entry(entry: object, image_dir: Path, seen: set[int]) -> _Problem:
+    """Return (kind, message) describing what is wrong with one ``images`` entry, or None."""
+    problem = check_image_fields(entry, seen, require_size=False)
+    if problem is not None:
+        return problem
+    iid, name = entry["id"], entry["file_name"]  # type: ignore[index]
     if not (image_dir / name).is_file():
         return "missing_image", (
             f"image id {iid}: field 'file_name' value {name!r}: "

@@ -78,6 +78,10 @@ def test_a_failing_step_is_named_and_stops_its_dependants(tmp_path):
     with pytest.raises(RuntimeError) as err:
         run_local({**TINY, "data_source": str(missing)}, tmp_path / "kfp")
     assert "unify-dataset" in str(err.value)
-    # nothing downstream ran: no task directory other than the failed step's
-    runs = [p for p in (tmp_path / "kfp").iterdir() if p.name.startswith("damo-yolo")]
-    assert [sorted(q.name for q in r.iterdir()) for r in runs] in ([], [["unify-dataset"]])
+    [run] = [p for p in (tmp_path / "kfp").iterdir() if p.name.startswith("damo-yolo")]
+    ran = {q.name for q in run.iterdir()}
+    # nothing that needs the dataset ran; the NAS steps, which do not, finished and kept
+    # their outputs
+    assert ran - {"unify-dataset"} == {"nas-search", "nas-search-2", "nas-search-3",
+                                       "nas-search-4"}
+    assert all((run / name / "model_config").is_file() for name in ran - {"unify-dataset"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -73,10 +74,12 @@ class SourceReader(abc.ABC):
         """Problem handler for one file (raise, or count in ``skipped``)."""
         return _Issues(where, self.skip_invalid, self.skipped)  # type: ignore[arg-type]
 
+    _classes: list[SourceClass]  # each reader fills it while opening the source
+
     @property
-    @abc.abstractmethod
     def classes(self) -> list[SourceClass]:
         """The source's classes, in label-index order."""
+        return self._classes
 
     @abc.abstractmethod
     def __iter__(self) -> Iterator[ImageRecord]:
@@ -89,6 +92,11 @@ class SourceReader(abc.ABC):
 
     def default_image_root(self) -> str:
         return self.store.uri("images")
+
+    def images_beside(self, key: str) -> str:
+        """``images/`` next to the annotation file ``key`` (the COCO and OpenImages layouts)."""
+        parent = str(PurePosixPath(key).parent)
+        return self.store.uri(f"{parent}/images" if parent != "." else "images")
 
 
 def group_rows(owner: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:

@@ -10,12 +10,15 @@ skip kinds are the ones users already know.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from damo_core.data.coco import _check_annotation, _is_int, _parse_categories
+from damo_core.data.coco import (
+    _check_annotation,
+    _parse_categories,
+    check_image_fields,
+)
 from damo_core.data.errors import DatasetError
 from damo_core.data.formats.base import (
     FLAG_CROWD,
@@ -57,13 +60,8 @@ class CocoJsonReader(SourceReader):
         self.cat_ids = [c["id"] for c in sorted_cats]
         self._classes = [SourceClass(str(c["id"]), c["name"]) for c in sorted_cats]
 
-    @property
-    def classes(self) -> list[SourceClass]:
-        return self._classes
-
     def default_image_root(self) -> str:
-        parent = str(PurePosixPath(self.key).parent)
-        return self.store.uri(f"{parent}/images" if parent != "." else "images")
+        return self.images_beside(self.key)
 
     def _items(self, prefix: str) -> Iterator[Any]:
         ijson = _ijson()
@@ -150,16 +148,4 @@ class CocoJsonReader(SourceReader):
 
 def _check_image(entry: object, seen: set[int]) -> tuple[str, str] | None:
     """(kind, message) for a bad ``images`` entry; sizes are required to normalise boxes."""
-    if not isinstance(entry, dict) or not _is_int(entry.get("id")):
-        return "bad_image_entry", f"images entry {entry!r}: field 'id' must be an integer"
-    iid = entry["id"]
-    if iid in seen:
-        return "duplicate_image_id", f"image id {iid}: field 'id' value {iid} is duplicated"
-    name = entry.get("file_name")
-    if not isinstance(name, str) or not name:
-        return "bad_image_entry", f"image id {iid}: field 'file_name' has bad value {name!r}"
-    for key in ("width", "height"):
-        value = entry.get(key)
-        if not _is_int(value) or value <= 0:
-            return "bad_image_entry", f"image id {iid}: field '{key}' has bad value {value!r}"
-    return None
+    return check_image_fields(entry, seen, require_size=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 
 import numpy as np
 import pyarrow as pa
@@ -78,13 +77,8 @@ class OpenImagesReader(SourceReader):
         self.where = store.uri(key)
         self._classes = list(classes)
 
-    @property
-    def classes(self) -> list[SourceClass]:
-        return self._classes
-
     def default_image_root(self) -> str:
-        parent = str(PurePosixPath(self.key).parent)
-        return self.store.uri(f"{parent}/images" if parent != "." else "images")
+        return self.images_beside(self.key)
 
     def _columns(self) -> tuple[pa.Array, dict[str, np.ndarray]]:
         """(unique image ids, columns with ``image`` = index into them) for the whole CSV."""

@@ -38,10 +38,6 @@ class VocReader(SourceReader):
         self._classes = [SourceClass(n, n) for n in sorted(names - {""})]
         self._index = {c.name: i for i, c in enumerate(self._classes)}
 
-    @property
-    def classes(self) -> list[SourceClass]:
-        return self._classes
-
     def default_image_root(self) -> str:
         return self.store.uri("JPEGImages")
 

@@ -51,10 +51,6 @@ class YoloReader(SourceReader):
         super().__init__(store, images=images, skip_invalid=skip_invalid)
         self._classes = [SourceClass(str(i), n) for i, n in enumerate(_class_names(store))]
 
-    @property
-    def classes(self) -> list[SourceClass]:
-        return self._classes
-
     def __iter__(self) -> Iterator[ImageRecord]:
         labels = set(self.store.list("labels"))
         for key in self.store.list("images"):
