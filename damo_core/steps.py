@@ -221,3 +221,29 @@ def write_text(path: str | Path, text: str) -> None:
     from damo_core.atomic import atomic_write_text
 
     atomic_write_text(path, text)
+
+
+def report_step(evals: list[dict[str, Any]], benches: list[dict[str, Any]],
+                out_png: str | Path, out_html: str | Path | None = None) -> dict[str, Any]:
+    """The latency-vs-mAP chart of a run from each model's evaluate and benchmark metadata
+    (paired by position: one evaluate and one benchmark per model)."""
+    import base64
+
+    from damo_core.metrics.report import plot_latency_vs_map
+
+    if len(evals) != len(benches):
+        raise ValueError(f"report: {len(evals)} evaluations but {len(benches)} benchmarks")
+    rows = [{**bench, **ev, "model": ev.get("model_name") or bench.get("model_name")}
+            for ev, bench in zip(evals, benches, strict=True)]
+    png = plot_latency_vs_map(rows, out_png).read_bytes()
+    if out_html is not None:
+        table = "".join(f"<tr><td>{r['model']}</td><td>{r.get('AP', 0):.4f}</td>"
+                        f"<td>{r.get('AP50', 0):.4f}</td><td>{r.get('p50_ms', 0):.2f}</td></tr>"
+                        for r in rows)
+        write_text(out_html, (
+            "<html><body><h3>DAMO-YOLO: latency vs mAP</h3>"
+            f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"
+            "<table border=1><tr><th>model</th><th>AP</th><th>AP50</th><th>p50 ms</th></tr>"
+            f"{table}</table></body></html>"))
+    return {"models": [r["model"] for r in rows], "format": "png"}
+

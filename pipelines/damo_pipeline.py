@@ -19,6 +19,7 @@ from components.evaluate.component import evaluate
 from components.export.component import export
 from components.gate.component import gate
 from components.nas_search.component import nas_search
+from components.report.component import report
 from components.train_teacher.component import train_teacher
 from components.unify_dataset.component import unify_dataset
 
@@ -91,12 +92,15 @@ def damo_pipeline(
             teacher=trained[teacher_size].outputs["model"], preset=preset,
             settings=student_settings, distill_settings=distill_settings,
         )).set_display_name(f"distill {size} ◄ {teacher_size}")
+    scores, timings = {}, {}
     for size in SIZES:
-        scored = _cpu_step(evaluate(data=dataset, model=trained[size].outputs["model"]))
+        scores[size] = scored = _cpu_step(evaluate(data=dataset,
+                                                   model=trained[size].outputs["model"]))
         scored.set_display_name(f"evaluate {size}")
         exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format))
         exported.set_display_name(f"export {size}")
-        timed = _cpu_step(benchmark(exported=exported.outputs["exported"], runs=bench_runs))
+        timings[size] = timed = _cpu_step(benchmark(exported=exported.outputs["exported"],
+                                                    runs=bench_runs))
         timed.set_display_name(f"benchmark {size}")
         gated = _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"],
                                latency_ms=timed.outputs["Output"], map_floor=map_floor,
@@ -106,6 +110,9 @@ def damo_pipeline(
             _cpu_step(deploy_triton(
                 exported=exported.outputs["exported"], repository=triton_repository,
                 url=triton_url, variant=triton_variant)).set_display_name(f"deploy {size}")
+    _cpu_step(report(**{f"eval_{k.lower()}": v.outputs["metrics"] for k, v in scores.items()},
+                     **{f"bench_{k.lower()}": v.outputs["metrics"] for k, v in timings.items()}
+                     )).set_display_name("report: latency vs mAP")
 
 
 def compile_pipeline(out: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from damo_core.serve.local_server import LocalTriton
 from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
+from pipelines.progress import StepProgress, count_steps
 
 TRITON_REPOSITORY = "triton-repository"
 
@@ -62,7 +63,8 @@ def run_local(params: dict[str, Any] | None = None,
     repo.mkdir(exist_ok=True)
     # The deploy steps load models into a real Triton server on 127.0.0.1 (the CPU build from
     # the nvidia-pytriton wheel, Python-backend variant of the repository) for the whole run.
-    with LocalTriton(repo, log_path=root / "tritonserver.log") as server:
+    with LocalTriton(repo, log_path=root / "tritonserver.log") as server, \
+            StepProgress(root, count_steps(_spec_dict())):
         damo_pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
                          "triton_url": server.grpc_url, "triton_variant": "python"})
     seconds = time.perf_counter() - started
@@ -71,6 +73,12 @@ def run_local(params: dict[str, Any] | None = None,
     if not new_runs:
         raise RuntimeError(f"the local run left no run directory under {root}")
     return LocalRun(new_runs[-1], seconds, collect_tasks(new_runs[-1]))
+
+
+def _spec_dict() -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(damo_pipeline.pipeline_spec)
 
 
 def collect_tasks(run_dir: Path) -> list[TaskRecord]:

@@ -145,15 +145,20 @@ def select_step(spec: dict[str, Any], step: str, *, with_dependants: bool = Fals
 
 def find_step(pipeline: dict[str, Any], step: str) -> list[str]:
     """Task keys from the root DAG down to the task named ``step`` (key or display name)."""
-    matches = [path for path, task in _walk(pipeline, pipeline["root"]["dag"], [])
+    matches = [path for path, task in walk_tasks(pipeline)
                if path[-1] == step or task.get("taskInfo", {}).get("name", "").casefold()
                == step.casefold()]
     if len(matches) == 1:
         return matches[0]
     listing = ", ".join(f"{path[-1]} ({task.get('taskInfo', {}).get('name', '')})"
-                        for path, task in _walk(pipeline, pipeline["root"]["dag"], []))
+                        for path, task in walk_tasks(pipeline))
     what = "matches several tasks" if matches else "is not a task of this pipeline"
     raise UnknownStepError(f"step {step!r} {what}; tasks: {listing}")
+
+
+def walk_tasks(pipeline: dict[str, Any]) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """Every task of a compiled pipeline, with its path of task keys, condition groups' too."""
+    return _walk(pipeline, pipeline["root"]["dag"], [])
 
 
 def _walk(pipeline: dict[str, Any], dag: dict[str, Any], prefix: list[str]
@@ -201,8 +206,7 @@ def _disable_cache(pipeline: dict[str, Any], task: dict[str, Any]) -> None:
 def _drop_unused_components(spec: dict[str, Any]) -> None:
     """Remove components and executors no remaining task uses (pruned dependants)."""
     pipeline = spec["pipeline_spec"]
-    used = {task["componentRef"]["name"]
-            for _, task in _walk(pipeline, pipeline["root"]["dag"], [])}
+    used = {task["componentRef"]["name"] for _, task in walk_tasks(pipeline)}
     executors = {pipeline["components"][name].get("executorLabel") for name in used}
     pipeline["components"] = {k: v for k, v in pipeline["components"].items() if k in used}
     deploy = pipeline.get("deploymentSpec", {}).get("executors", {})

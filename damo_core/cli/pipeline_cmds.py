@@ -56,6 +56,9 @@ def run(
         for name, art in rec.artifacts.items():
             typer.echo(f"  {rec.task}/{name}: {art['uri']}")
     Console(width=140).print(summary_table(summary_rows(result)))
+    for rec in result.by_prefix("report"):
+        typer.echo(f"latency vs mAP chart: {rec.artifacts['chart']['uri']} "
+                   f"(page: {rec.artifacts['page']['uri']})")
 
 
 def summary_table(rows: list[dict]) -> Table:

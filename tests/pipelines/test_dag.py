@@ -83,8 +83,8 @@ def test_images_resources_and_cluster_settings(ir):
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     steps = [t for _, t in _all_tasks(spec) if "dag" not in spec["components"][
         t["componentRef"]["name"]]]  # container steps, not the condition groups
-    assert len(steps) == 29  # unify, 4 nas, teacher, 3 distill, 4 x (eval, export, bench, gate,
-    #                          deploy)
+    assert len(steps) == 30  # unify, 4 nas, teacher, 3 distill, 4 x (eval, export, bench, gate,
+    #                          deploy), report
     assert all(t.get("cachingOptions", {}).get("enableCache") for t in steps)
     assert all(t.get("retryPolicy", {}).get("maxRetryCount") == 1 for t in steps)
 

@@ -85,3 +85,11 @@ def test_a_failing_step_is_named_and_stops_its_dependants(tmp_path):
     assert ran - {"unify-dataset"} == {"nas-search", "nas-search-2", "nas-search-3",
                                        "nas-search-4"}
     assert all((run / name / "model_config").is_file() for name in ran - {"unify-dataset"})
+
+
+def test_report_step_draws_latency_against_map(local_run):
+    [rec] = local_run.by_prefix("report")
+    png = Path(rec.artifacts["chart"]["uri"]).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    page = Path(rec.artifacts["page"]["uri"]).read_text()
+    assert "data:image/png;base64," in page and page.count("<tr>") == 5  # header + 4 models

@@ -1,0 +1,18 @@
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Metrics, Output
+
+from components._image import DAMO_IMAGE
+
+
+@dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
+def report(eval_l: Input[Metrics], eval_m: Input[Metrics], eval_s: Input[Metrics],
+           eval_t: Input[Metrics], bench_l: Input[Metrics], bench_m: Input[Metrics],
+           bench_s: Input[Metrics], bench_t: Input[Metrics], chart: Output[Artifact],
+           page: Output[HTML]):
+    """Latency against mAP of every model (the paper's Figure 1 for this run): a PNG, and an
+    HTML page embedding it that the KFP UI shows, for people without Grafana."""
+    from damo_core.steps import report_step
+
+    evals = [dict(a.metadata) for a in (eval_l, eval_m, eval_s, eval_t)]
+    benches = [dict(a.metadata) for a in (bench_l, bench_m, bench_s, bench_t)]
+    chart.metadata.update(report_step(evals, benches, chart.path, page.path))
