@@ -12,7 +12,7 @@ from damo_core.cli.data_cmds import data_app
 from damo_core.data.errors import DatasetError
 from damo_core.data.formats.base import SourceClass
 from damo_core.data.labelspace import LabelSpace, load_preset, propose
-from tests.data.test_formats import write_oi
+from tests.data.test_source_formats import write_oi
 
 COCO = [SourceClass("1", "person"), SourceClass("74", "mouse"), SourceClass("5", "airplane")]
 

@@ -25,7 +25,7 @@ from damo_core.data.unify import (
     unify,
     unify_for_training,
 )
-from tests.data.test_formats import coco_box, write_coco, write_oi
+from tests.data.test_source_formats import coco_box, write_coco, write_oi
 
 LABELS = """name,coco,oi
 circle,circle,/m/c

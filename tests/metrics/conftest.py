@@ -1,22 +1,26 @@
-"""Fixtures starting a real Pushgateway and Prometheus (see ``prom_servers``) once per module."""
+"""Fixtures starting a real Pushgateway, Prometheus and Triton (see ``prom_servers``) once per
+module. Triton is the project's local CPU server with the serving tests' exported model
+deployed, answering a few real requests, so the latency dashboard's series are Triton's own."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from prom_servers import (
-    TRITON_MODELS,
-    FakeTritonMetrics,
     Prometheus,
     binary,
     free_port,
     prometheus_config,
     running,
 )
+
+from damo_core.serve.client import TritonDetector
+from damo_core.serve.deploy import deploy
+from damo_core.serve.local_server import LocalTriton
+from tests.serve.conftest import MODEL, make_exported
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +36,17 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def triton_metrics() -> Iterator[str]:
-    """``host:port`` of Triton's metrics: a real one from $DAMO_TEST_TRITON_METRICS, else the
-    Triton-shaped stand-in (FakeTritonMetrics)."""
-    real = os.environ.get("DAMO_TEST_TRITON_METRICS")
-    if real:
-        yield real
-        return
-    with FakeTritonMetrics(TRITON_MODELS) as fake:
-        yield fake.target
+def triton_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a real Triton's metrics, serving ``MODEL`` after a few requests."""
+    exported = make_exported(tmp_path_factory.mktemp("served_model"))
+    repo = tmp_path_factory.mktemp("triton_repo")
+    with LocalTriton(repo, startup_timeout=120) as server:
+        deploy(exported.exported_dir, repo, server.grpc_url, metadata=exported.metadata,
+               variant="python")
+        detector = TritonDetector(server.grpc_url, MODEL)
+        for _ in range(3):
+            detector.detect(exported.images[:1])
+        yield server.metrics_url.removeprefix("http://").removesuffix("/metrics")
 
 
 @pytest.fixture(scope="module")

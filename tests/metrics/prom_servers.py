@@ -1,14 +1,9 @@
-"""Real Prometheus and Pushgateway processes on 127.0.0.1, and a Triton-shaped metrics server.
+"""Real Prometheus and Pushgateway processes on 127.0.0.1.
 
 The binaries are Debian's ``prometheus`` (2.42) and ``prometheus-pushgateway`` (1.5), started
 here on free ports with temporary data directories and stopped by the fixtures' finalisers;
 the packages' own system services are never used. Missing binaries fail with the install
 line, never skip: these tests are the proof that every dashboard query returns data.
-
-Triton: unless ``DAMO_TEST_TRITON_METRICS=host:port`` names a running Triton's metrics
-endpoint, :class:`FakeTritonMetrics` serves a text exposition of the ``nv_inference_*``
-counters Triton exports (names from ``damo_core.metrics.names``), growing on every scrape so
-rates are non-zero. It stands in for Triton's ``/metrics`` only; it is not Triton.
 """
 
 from __future__ import annotations
@@ -18,25 +13,20 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from damo_core.metrics import names
-
 INSTALL = ("apt-get install -y prometheus prometheus-pushgateway (then leave the packages' "
            "services stopped; the tests start the binaries themselves)")
 START_TIMEOUT_S = 30.0
-TRITON_MODELS = ("damoyolo_s", "damoyolo_t")  # what the stand-in serves
 MANIFEST_CONFIG = Path(__file__).parents[2] / "manifests" / "base" / "prometheus.yml"
 
 
@@ -86,66 +76,6 @@ def running(args: list[str], ready_url: str, log: Path) -> Iterator[subprocess.P
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
-class FakeTritonMetrics:
-    """Serves Triton-shaped ``nv_inference_*`` counters for ``models`` at ``/metrics``."""
-
-    def __init__(self, models: tuple[str, ...]) -> None:
-        self.models, self.scrapes = models, 0
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's API
-                body = fake.exposition().encode()
-                self.send_response(200 if self.path == "/metrics" else 404)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    def exposition(self) -> str:
-        with self.lock:
-            self.scrapes += 1
-            n = self.scrapes
-        per_request_us = {names.TRITON_REQUEST_DURATION: 2500, names.TRITON_QUEUE_DURATION: 300,
-                          names.TRITON_COMPUTE_INFER_DURATION: 1800}
-        lines = []
-        for counter in names.TRITON_COUNTERS:
-            lines += [f"# HELP {counter} Triton-shaped test counter", f"# TYPE {counter} counter"]
-            for i, model in enumerate(self.models):
-                requests = 10 * n * (i + 1)
-                value = {names.TRITON_REQUEST_SUCCESS: requests,
-                         names.TRITON_REQUEST_FAILURE: n * i,
-                         names.TRITON_INFERENCE_COUNT: requests * 2,
-                         names.TRITON_EXEC_COUNT: requests}.get(
-                    counter, requests * per_request_us.get(counter, 0) * (i + 1))
-                if counter == names.TRITON_REQUEST_FAILURE:  # per reason, as Triton 24.x
-                    lines += [f'{counter}{{model="{model}",reason="{reason}",version="1"}} '
-                              f"{value if reason == 'BACKEND' else 0}"
-                              for reason in ("REJECTED", "CANCELED", "BACKEND", "OTHER")]
-                else:
-                    lines.append(f'{counter}{{model="{model}",version="1"}} {value}')
-        return "\n".join(lines) + "\n"
-
-    def __enter__(self) -> FakeTritonMetrics:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 def prometheus_config(triton_target: str, pushgateway_target: str) -> dict[str, Any]:

@@ -1,18 +1,16 @@
 """Every PromQL expression of every generated dashboard panel runs against a REAL Prometheus
 that scrapes a REAL Pushgateway (fed through damo_core.metrics by a small local run) and
-Triton's metrics (a Triton-shaped stand-in unless $DAMO_TEST_TRITON_METRICS names a real
-one, see prom_servers): each must return data and none may error."""
+the local Triton server's own /metrics (a deployed model that answered requests): each must
+return data and none may error."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from prom_servers import TRITON_MODELS
 
 from damo_core.metrics import MetricLabels, names, push_eval, push_latency, push_train_epoch
 from damo_core.metrics.dashboards import DASHBOARDS, panel_queries, resolve_variables
@@ -85,9 +83,8 @@ def test_every_dashboard_query_returns_data(prometheus, pushgateway, tmp_path):
     assert float(sample["value"][1]) == pytest.approx(bench["p50_ms"] / 1000)
     assert {k: sample["metric"][k] for k in names.GROUPING_LABELS} == labels.grouping_key()
     rate = answers[resolve_variables(next(q.expr for q in queries if q.panel == "Request rate"))]
-    if not os.environ.get("DAMO_TEST_TRITON_METRICS"):  # the stand-in serves TRITON_MODELS
-        assert {r["metric"]["model"] for r in rate["data"]["result"]} == set(TRITON_MODELS)
-        assert all(float(r["value"][1]) > 0 for r in rate["data"]["result"])
+    # Triton's own series: the deployed ensemble and its parts answered the requests
+    assert MODEL in {r["metric"]["model"] for r in rate["data"]["result"]}
 
 
 def test_every_dashboard_variable_has_values(prometheus, pushgateway):

@@ -64,12 +64,17 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    root = tmp_path_factory.mktemp("serve_model")
+def make_exported(root: Path) -> Exported:
+    """Checkpoint, ONNX export (by the pipeline's export step) and test images under ``root``
+    (also used by the monitoring tests, which deploy the same model)."""
     weights = save_checkpoint(trained_ish(MODEL), root / "train" / WEIGHTS)
     metadata = export_step(weights.parent, root / "exported", fmt="onnx")
     return Exported(weights, root / "exported", metadata, write_test_images(root / "images"))
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return make_exported(tmp_path_factory.mktemp("serve_model"))
 
 
 @pytest.fixture(scope="session")

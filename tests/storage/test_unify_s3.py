@@ -15,7 +15,7 @@ from damo_core.data.formats.coco_export import export_coco
 from damo_core.data.synth import generate
 from damo_core.data.unify import iter_manifest, read_summary, unify
 from damo_core.storage import StorageError, open_store
-from tests.data.test_formats import write_oi
+from tests.data.test_source_formats import write_oi
 
 
 def _upload_tree(local: Path, store, prefix: str) -> None:
