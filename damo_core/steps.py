@@ -81,7 +81,8 @@ def nas_step(model: str, out_yaml: str | Path, *, budget_params_m: float = 0.0,
              budget_gflops: float = 0.0, generations: int = 6, population: int = 16,
              seed: int = 0) -> dict[str, Any]:
     """The pipeline's NAS step: MAE-NAS search of ``model``'s backbone under the budgets
-    (``generations=0``: keep the published structure, only checked against the budgets)."""
+    (0: the paper's params/GFLOPs for that model) starting from the published structure;
+    ``generations=0`` keeps the published structure, only checked against the budgets."""
     if generations <= 0:
         return resolve_backbone(model, out_yaml, budget_params_m=budget_params_m,
                                 budget_gflops=budget_gflops)

@@ -96,6 +96,8 @@ def test_pipeline_entry_writes_a_buildable_model_yaml(tmp_path):
                             generations=3, population=6, seed=0)
     # no layer budget given: the published T's 19 TinyNAS layers bound the depth
     assert meta["params_m"] <= 8.5 and meta["gflops"] <= 18.1 and meta["layers"] <= 19
+    # the pipeline's short search starts from the published structure: it may only improve
+    assert meta["nas_score"] >= meta["published_score"]
     raw = yaml.safe_load(out.read_text())
     assert raw["name"] == "damoyolo_t" and "MAE-NAS res" in raw["description"]
     assert build_model(out).config.backbone["structure"] == raw["backbone"]["structure"]
