@@ -93,3 +93,16 @@ def test_report_step_draws_latency_against_map(local_run):
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     page = Path(rec.artifacts["page"]["uri"]).read_text()
     assert "data:image/png;base64," in page and page.count("<tr>") == 5  # header + 4 models
+
+
+def test_the_table_shows_what_the_checkpoints_evaluate_to(local_run):
+    """Real artifacts: evaluating the trained teacher's checkpoint again, outside the pipeline,
+    gives the AP and AP50 of the summary table."""
+    from damo_core.steps import evaluate_model
+
+    [teacher] = local_run.by_prefix("train-teacher")
+    [data] = local_run.by_prefix("unify-dataset")
+    again = evaluate_model(teacher.artifacts["model"]["uri"], data.artifacts["dataset"]["uri"])
+    row = {r["model"]: r for r in summary_rows(local_run)}["damoyolo_nl"]
+    assert again["AP"] == pytest.approx(row["AP"], abs=1e-9)
+    assert again["AP50"] == pytest.approx(row["AP50"], abs=1e-9)
