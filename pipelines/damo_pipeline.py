@@ -28,16 +28,22 @@ SIZES = ("L", "M", "S", "T")  # distillation order: each size teaches the next
 MINIO_SECRET = "damo-minio"   # keys accesskey / secretkey, see manifests/
 
 
-def _cpu_step(task: dsl.PipelineTask, memory: str = "8G") -> dsl.PipelineTask:
+CPU_STEP_TIMEOUT_S = 4 * 3600    # eval, export, benchmark, NAS: hours at most
+GPU_STEP_TIMEOUT_S = 72 * 3600   # a 300-epoch COCO training on one GPU node
+
+
+def _cpu_step(task: dsl.PipelineTask, memory: str = "8G",
+              timeout_s: int = CPU_STEP_TIMEOUT_S) -> dsl.PipelineTask:
     task.set_cpu_request("1").set_cpu_limit("4").set_memory_request("2G")
     task.set_memory_limit(memory).set_retry(num_retries=1).set_caching_options(True)
+    kubernetes.set_timeout(task, timeout_s)  # the pod's activeDeadlineSeconds
     kubernetes.use_secret_as_env(task, secret_name=MINIO_SECRET, secret_key_to_env={
         "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"})
     return task
 
 
 def _gpu_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    _cpu_step(task, memory="32G")
+    _cpu_step(task, memory="32G", timeout_s=GPU_STEP_TIMEOUT_S)
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
     kubernetes.add_node_selector(task, label_key="nvidia.com/gpu.present", label_value="true")
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists",

@@ -78,6 +78,9 @@ def test_images_resources_and_cluster_settings(ir):
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert k8s["exec-train-teacher"]["nodeSelector"]["labels"] == {
         "nvidia.com/gpu.present": "true"}
+    assert all(int(e["activeDeadlineSeconds"]) > 0 for e in k8s.values())  # timeouts
+    assert int(k8s["exec-distill"]["activeDeadlineSeconds"]) > int(
+        k8s["exec-evaluate"]["activeDeadlineSeconds"])
     secret_env = k8s["exec-unify-dataset"]["secretAsEnv"][0]
     assert {e["envVar"] for e in secret_env["keyToEnv"]} == {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
