@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prom_servers import (
-    Prometheus,
-    binary,
-    free_port,
-    prometheus_config,
-    running,
-)
+from prom_servers import Prometheus, binary, prometheus_config
 
 from damo_core.serve.client import TritonDetector
 from damo_core.serve.deploy import deploy
 from damo_core.serve.local_server import LocalTriton
 from tests.serve.conftest import MODEL, make_exported
+from tests.servers import free_port, running
 
 
 @pytest.fixture(scope="module")

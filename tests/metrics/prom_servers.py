@@ -8,25 +8,20 @@ line, never skip: these tests are the proof that every dashboard query returns d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.servers import http_get
+
 INSTALL = ("apt-get install -y prometheus prometheus-pushgateway (then leave the packages' "
            "services stopped; the tests start the binaries themselves)")
-START_TIMEOUT_S = 30.0
 MANIFEST_CONFIG = Path(__file__).parents[2] / "manifests" / "base" / "prometheus.yml"
 
 
@@ -36,46 +31,6 @@ def binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} binary not found; install it with: {INSTALL}", pytrace=False)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
-        return response.read()
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}: "
-                               f"{log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError):
-            http_get(url, timeout=1.0)
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {START_TIMEOUT_S} s: {log.read_text()[-2000:]}")
-
-
-@contextlib.contextmanager
-def running(args: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(ready_url, proc, log)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def prometheus_config(triton_target: str, pushgateway_target: str) -> dict[str, Any]:

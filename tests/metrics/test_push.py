@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from prom_servers import free_port
 
 from damo_core.metrics import (
     ENV_GATEWAY,
@@ -19,6 +18,7 @@ from damo_core.metrics import (
     push_train_epoch,
     run_id,
 )
+from tests.servers import free_port
 
 LABELS = MetricLabels(run="r1", model="damoyolo_s", format="onnx", device="cpu")
 

@@ -9,6 +9,7 @@ import pytest
 from damo_core.storage import StorageError, StorageNotFoundError, open_store
 from damo_core.storage.local import LocalStore
 from damo_core.storage.s3 import S3Store
+from tests.servers import free_port
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -71,12 +72,7 @@ def test_missing_bucket_named(s3_env: str) -> None:
 
 
 def test_unreachable_endpoint_names_bucket_and_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on: bound, never accepting
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://127.0.0.1:{free_port()}"  # released: nobody listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.delenv("DAMO_S3_ENDPOINT", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")

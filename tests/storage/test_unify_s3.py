@@ -3,7 +3,6 @@ one, the trainer export downloading images; and an unreachable bucket named in t
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from damo_core.data.synth import generate
 from damo_core.data.unify import iter_manifest, read_summary, unify
 from damo_core.storage import StorageError, open_store
 from tests.data.test_source_formats import write_oi
+from tests.servers import free_port
 
 
 def _upload_tree(local: Path, store, prefix: str) -> None:
@@ -59,9 +59,7 @@ def test_unify_from_and_to_bucket(s3_bucket: str, tmp_path: Path) -> None:
 
 def test_unreachable_bucket_is_named(s3_env: str, monkeypatch: pytest.MonkeyPatch,
                                      tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # released: nobody listens there
     monkeypatch.setenv("DAMO_S3_ENDPOINT", dead)
     with pytest.raises(StorageError, match=rf"bucket 'gone'.*endpoint {dead}"):
         unify(["coco=s3://gone/coco.json"], "preset:coco-o365-oi", tmp_path / "o",

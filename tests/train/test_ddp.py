@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 
@@ -18,17 +17,12 @@ import pytest
 import torch
 
 from damo_core.data.synth import generate
+from tests.servers import free_port
 
 ARGS = ["--model", "damoyolo_ns", "--epochs", "2", "--batch", "8", "--img-size", "64",
         "warmup_epochs=1", "no_aug_epochs=0", "workers=0", "precise_bn_batches=0",
         "eval_interval=2", "augment.mosaic_prob=0", "augment.mixup_prob=0"]
 LOSS_RTOL = 0.05  # BN statistics of 4 vs 8 images per forward
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _losses(run) -> list[float]:
@@ -52,7 +46,7 @@ def test_two_gloo_ranks_match_one_process(data, tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+         "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
          "-m", "damo_core.cli", *common, "--out", str(double)],
         env=env, capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
