@@ -80,8 +80,9 @@ def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
     spec = _spec_of(kfp_client, earlier, run_id)
     rerun_spec = select_step(spec, step, with_dependants=with_dependants)
     runtime = earlier.runtime_config.parameters if earlier.runtime_config else None
+    declared = spec["pipeline_spec"]["root"].get("inputDefinitions", {}).get("parameters", {})
+    check_parameters(params or {}, declared, "overrides")
     merged = {**(runtime or {}), **(params or {})}
-    check_parameters(params or {}, merged, "overrides")
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "pipeline.yaml"
         docs = [rerun_spec["pipeline_spec"]]

@@ -76,6 +76,15 @@ def test_rerun_one_step_reuses_the_run_and_prunes_its_dependants(api):
         "map_floor": 0.3, "distill_settings": {"weight_end": 0.2}}
 
 
+def test_rerun_rejects_an_override_the_pipeline_does_not_take(api):
+    run_id, _ = _submit(api)
+    result = CliRunner().invoke(app, ["pipeline", "rerun", "distill-2", "--from-run", run_id,
+                                      "--host", api.host, "map_flor=0.3"])
+    assert result.exit_code == 2
+    assert "overrides" in result.output and "map_flor" in result.output
+    assert len(api.created_runs()) == 1  # only the original run
+
+
 def test_rerun_with_dependants_keeps_them_uncached(api):
     run_id, _ = _submit(api)
     result = CliRunner().invoke(app, ["pipeline", "rerun", "distill S ◄ M", "--from-run", run_id,
