@@ -13,6 +13,12 @@ from rich.table import Table
 
 from damo_core.cli.errors import exit_on_user_error
 
+# The connection options submit and rerun share (kfp.Client's host, namespace and token).
+Host = Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT",
+                                   help="KFP API endpoint, e.g. https://kfp.example.")]
+Namespace = Annotated[str | None, typer.Option(help="Namespace (multi-user KFP).")]
+Token = Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token.")]
+
 pipeline_app = typer.Typer(help="The Kubeflow pipeline: compile, run locally, submit, rerun.",
                            no_args_is_help=True)
 
@@ -80,13 +86,12 @@ def _cell(value: object) -> str:
 @pipeline_app.command("submit")
 @exit_on_user_error
 def submit(
-    host: Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT",
-                                      help="KFP API endpoint, e.g. https://kfp.example.")],
+    host: Host,
     params: Annotated[Path | None, typer.Option(help="YAML of pipeline parameters.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Experiment name.")] = None,
     run_name: Annotated[str | None, typer.Option("--run-name", help="Run name.")] = None,
-    namespace: Annotated[str | None, typer.Option(help="Namespace (multi-user KFP).")] = None,
-    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token.")] = None,
+    namespace: Namespace = None,
+    token: Token = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="param=value pairs.")] = None,
 ) -> None:
     """Compile the DAG and submit a run to a Kubeflow Pipelines cluster; prints the run URL."""
@@ -104,15 +109,14 @@ def rerun(
     step: Annotated[str, typer.Argument(help="Task to rerun: its key (distill-2) or display "
                                              "name (as in the KFP UI).")],
     from_run: Annotated[str, typer.Option("--from-run", help="ID of the earlier run.")],
-    host: Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT",
-                                      help="KFP API endpoint.")],
+    host: Host,
     with_dependants: Annotated[bool, typer.Option(
         "--with-dependants", help="Also rerun every task downstream of STEP.")] = False,
     params: Annotated[Path | None, typer.Option(help="YAML of parameter overrides.")] = None,
     experiment: Annotated[str | None, typer.Option(
         help="Experiment (default: the earlier run's).")] = None,
-    namespace: Annotated[str | None, typer.Option(help="Namespace (multi-user KFP).")] = None,
-    token: Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token.")] = None,
+    namespace: Namespace = None,
+    token: Token = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="param=value overrides.")] = None,
 ) -> None:
     """Rerun one step of an earlier run, its inputs taken from that run (KFP cache hits)."""
