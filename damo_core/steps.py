@@ -171,17 +171,15 @@ def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch
     import numpy as np
 
     from damo_core.bench.latency import benchmark, host_info, make_runner
+    from damo_core.serve.exported import find_model_file
 
-    files = sorted(p for p in Path(exported_dir).iterdir() if p.suffix in (".onnx", ".xml",
-                                                                           ".engine", ".plan"))
-    if not files:
-        raise FileNotFoundError(f"no exported model file in {exported_dir}")
-    runner = make_runner(fmt, files[0], threads=threads, batch=batch)
+    model_file = find_model_file(exported_dir)
+    runner = make_runner(fmt, model_file, threads=threads, batch=batch)
     side = int(image_size)  # artifact metadata travels as JSON numbers: 128 arrives as 128.0
     images = np.random.default_rng(0).uniform(0, 255, (batch, 3, side, side)).astype(np.float32)
     stats = benchmark(runner, images, warmup=warmup, runs=runs)
     result = {"format": fmt, **dataclasses.asdict(stats), **host_info()}
-    _push("latency", result, model_name or files[0].stem, fmt,
+    _push("latency", result, model_name or model_file.stem, fmt,
           "gpu" if fmt == "tensorrt" else "cpu")
     return result
 
