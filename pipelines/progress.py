@@ -32,7 +32,7 @@ class StepProgress:
                  echo: Callable[[str], None] = print) -> None:
         self.root, self.total, self.interval, self.echo = root, total, interval, echo
         self._seen: set[Path] = set()
-        self._before = {p for p in root.iterdir()} if root.is_dir() else set()
+        self._before = set(root.iterdir()) if root.is_dir() else set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._started = time.perf_counter()

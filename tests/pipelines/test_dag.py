@@ -7,6 +7,7 @@ import yaml
 from kfp import components
 
 from pipelines.damo_pipeline import compile_pipeline
+from pipelines.remote import walk_tasks
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +85,12 @@ def test_images_resources_and_cluster_settings(ir):
     secret_env = k8s["exec-unify-dataset"]["secretAsEnv"][0]
     assert {e["envVar"] for e in secret_env["keyToEnv"]} == {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    steps = [t for _, t in _all_tasks(spec) if "dag" not in spec["components"][
+    steps = [t for _, t in walk_tasks(spec) if "dag" not in spec["components"][
         t["componentRef"]["name"]]]  # container steps, not the condition groups
     assert len(steps) == 30  # unify, 4 nas, teacher, 3 distill, 4 x (eval, export, bench, gate,
     #                          deploy), report
     assert all(t.get("cachingOptions", {}).get("enableCache") for t in steps)
     assert all(t.get("retryPolicy", {}).get("maxRetryCount") == 1 for t in steps)
-
-
-def _all_tasks(spec: dict, dag: dict | None = None):
-    for name, task in (dag or spec["root"]["dag"])["tasks"].items():
-        yield name, task
-        inner = spec["components"][task["componentRef"]["name"]].get("dag")
-        if inner:
-            yield from _all_tasks(spec, inner)
 
 
 def test_no_model_deploys_without_passing_its_gate(ir):
