@@ -17,9 +17,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 Weights = Annotated[Path | None, typer.Option(
-    "--weights", help="Trained checkpoint (best.pt) from damo train.")]
+    "--weights", help="Trained checkpoint (best.pt) from damo train; with --model, also "
+    "reference .pth weights or a bare state dict of that model.")]
 ModelName = Annotated[str | None, typer.Option(
-    "--model", help="Zoo model name, random init: for latency only, detections are noise.")]
+    "--model", help="Zoo model name; alone: random init, for latency only (detections are "
+    "noise).")]
 NumClasses = Annotated[int | None, typer.Option(
     "--num-classes", help="Classes of a --model (default: the config's).")]
 ImgSize = Annotated[int | None, typer.Option(
@@ -41,6 +43,8 @@ def export(
     img_size: ImgSize = None,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch")] = False,
     device: Annotated[str, typer.Option("--device", help="Trace device (onnx).")] = "cpu",
+    opset: Annotated[int | None, typer.Option(
+        "--opset", help="ONNX opset, 11..20 (default 17; onnx only).")] = None,
     num_classes: NumClasses = None,
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/export"),
 ) -> None:
@@ -49,7 +53,8 @@ def export(
     path = export_model(
         source.model, fmt, out, image_size=img_size or source.image_size, end2end=end2end,
         half=half, int8=int8, data=data, dynamic_batch=dynamic_batch,
-        class_names=source.class_names, device=None if device == "cpu" else device)
+        class_names=source.class_names, device=None if device == "cpu" else device,
+        opset=opset)
     typer.echo(str(path))
 
 

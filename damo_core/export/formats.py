@@ -20,7 +20,8 @@ import torch
 from damo_core.export import onnx, openvino, tensorrt
 from damo_core.export.common import BackendUnavailableError
 from damo_core.models import Detector, build_model
-from damo_core.train.checkpoint_io import load_trained
+from damo_core.models.checkpoint import CheckpointError, load_state
+from damo_core.train.checkpoint_io import model_from_checkpoint
 
 
 class ExportFormat(NamedTuple):
@@ -111,16 +112,44 @@ class ExportSource:
 
 def load_source(weights: str | Path | None = None, model_name: str | None = None,
                 num_classes: int | None = None) -> ExportSource:
-    """A trained checkpoint (``weights``), or a randomly initialised zoo model
-    (``model_name``), which is only meaningful for latency: its detections are noise."""
-    if (weights is None) == (model_name is None):
-        raise ValueError("pass exactly one of weights (a trained best.pt) or a model name "
-                         "(random init, for latency only)")
-    if weights is not None:
-        model, meta = load_trained(weights)
+    """What to export: a trained checkpoint (``weights``); a zoo model with random init
+    (``model_name``; only meaningful for latency, its detections are noise); or both, for
+    weights that are not a damo training checkpoint (the reference's published ``.pth``, a
+    bare state dict) — or a damo checkpoint that must hold ``model_name``.
+
+    A weights file of another model fails here, naming the file and what differs, before
+    any export work starts.
+    """
+    if weights is None and model_name is None:
+        raise ValueError("nothing to export: pass weights (a trained best.pt), a model name "
+                         "(random init, for latency only), or both (reference weights for "
+                         "that model)")
+    ckpt = _read(weights) if weights is not None else None
+    if isinstance(ckpt, dict) and "model_config" in ckpt:
+        model, meta = model_from_checkpoint(ckpt, str(weights))
+        if model_name is not None and model_name != model.name:
+            raise CheckpointError(
+                f"{weights} holds a {model.name} checkpoint (field model_name), not "
+                f"{model_name}; drop --model or pass the weights of {model_name}")
         size = int(meta.get("image_size") or model.config.image_size)
         return ExportSource(model, size, meta.get("class_names"), str(weights))
-    assert model_name is not None
+    if model_name is None:
+        raise CheckpointError(f"{weights} is not a damo training checkpoint (no "
+                              "model_config); name its architecture with --model")
     model = build_model(model_name, num_classes=num_classes).eval()
     assert model.config is not None
-    return ExportSource(model, model.config.image_size, None, f"{model_name} (random init)")
+    if weights is None:
+        return ExportSource(model, model.config.image_size, None,
+                            f"{model_name} (random init)")
+    load_state(model, ckpt, weights)
+    return ExportSource(model.eval(), model.config.image_size, None, str(weights))
+
+
+def _read(weights: str | Path) -> Any:
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from None

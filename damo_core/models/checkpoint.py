@@ -142,6 +142,11 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> nn.Module:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from None
-    mapped = convert_state_dict(model, _extract_state_dict(obj, path), str(path))
+    return load_state(model, obj, path)
+
+
+def load_state(model: nn.Module, obj: Any, path: str | Path) -> nn.Module:
+    """:func:`load_checkpoint` on an object already read from ``path`` (named in errors)."""
+    mapped = convert_state_dict(model, _extract_state_dict(obj, Path(path)), str(path))
     model.load_state_dict(mapped, strict=True)
     return model

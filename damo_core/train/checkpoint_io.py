@@ -15,6 +15,7 @@ import torch
 
 from damo_core.atomic import atomic_path
 from damo_core.models import Detector, build_model
+from damo_core.models.checkpoint import convert_state_dict
 from damo_core.models.config import ConfigError, ModelConfig, config_from_dict
 
 
@@ -39,6 +40,12 @@ def load_trained(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, d
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return model_from_checkpoint(ckpt, path, use_ema=use_ema)
+
+
+def model_from_checkpoint(ckpt: Any, path: str | Path, *,
+                          use_ema: bool = True) -> tuple[Detector, dict[str, Any]]:
+    """:func:`load_trained` on a checkpoint already read from ``path`` (named in errors)."""
     if not isinstance(ckpt, dict) or "model_config" not in ckpt:
         raise ConfigError(
             f"{path}: not a damo training checkpoint (no 'model_config'); to load reference "
@@ -46,7 +53,9 @@ def load_trained(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, d
         )
     cfg: ModelConfig = config_from_dict(ckpt["model_config"], source=f"{path}:model_config")
     model = build_model(cfg, num_classes=ckpt["num_classes"])
-    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    model.load_state_dict(state)
+    field = "ema" if use_ema and ckpt.get("ema") is not None else "model"
+    # A tampered or mixed-up file (weights of another model under this config) gets one
+    # line naming what differs, not torch's page of key lists.
+    model.load_state_dict(convert_state_dict(model, ckpt[field], f"{path}:{field}"))
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "ema", "optimizer")}
     return model.eval(), meta
