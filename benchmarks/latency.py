@@ -16,6 +16,7 @@ one of them, ratios to yolov8n are taken within a round, the table shows the med
 rounds. Every runtime gets the same thread count. The bar is the reference implementation's
 own deploy-graph export: on a 2-core AVX-512 CPU its ONNX files in OpenVINO FP32 measured
 Ns/Nm/Nl/T/S at 0.39/0.68/1.19/1.91/3.84x yolov8n; a row passes at <= 0.9x that ratio.
+``--reference-onnx`` times such files made by you (this script never builds them) beside ours.
 On a machine with a CUDA GPU it also builds TensorRT FP16 engines of T/S/M/L and prints them
 beside the paper's T4 numbers.
 
@@ -122,6 +123,9 @@ def contenders(args: argparse.Namespace, baseline_onnx: Path, work: Path) -> lis
             path = export_model(model, "openvino", work / name, image_size=size, int8=True,
                                 data=data, calib_count=args.calib)
             found.append(Contender(f"{name} int8", ov_runner(path), feed))
+        if name in args.reference_onnx:
+            found.append(Contender(f"{name} reference fp32",
+                                   ov_runner(args.reference_onnx[name]), feed))
         print(f"exported {name} at {size}", flush=True)
     return found
 
@@ -151,7 +155,9 @@ def rows(timings: dict[str, Timing], models: list[str]) -> list[dict[str, Any]]:
             "int8_ms": timings[f"{name} int8"].p50_ms if f"{name} int8" in timings else None,
             "ratio_fp32": fp32, "ratio_int8": int8,
             "ratio_int8_vs_yolov8n_int8": _ratio(timings, f"{name} int8", f"{BASELINE} int8"),
-            "reference_ratio": REFERENCE_RATIO[name], "bar": bar, "best_ratio": best,
+            "reference_ratio": REFERENCE_RATIO[name],
+            "reference_ratio_here": _ratio(timings, f"{name} reference fp32", f"{BASELINE} fp32"),
+            "bar": bar, "best_ratio": best,
             "passes": best <= bar, "paper_cpu_ms": PAPER_CPU_MS.get(name)})
     return found
 
@@ -161,7 +167,8 @@ def table(found: list[dict[str, Any]], timings: dict[str, Timing], threads: int)
     out = Table(title=f"OpenVINO latency vs yolov8n@640 fp32 ({_ms(timings, BASELINE + ' fp32')}"
                       f" ms), {host['cpu']}, {threads} threads, batch 1, p50 (median of rounds)")
     for column in ("model", "size", "eager ms", "OV fp32 ms", "OV int8 ms", "fp32 / v8n",
-                   "int8 / v8n", "int8 / v8n int8", "reference", f"bar ({BAR}x)", "verdict",
+                   "int8 / v8n", "int8 / v8n int8", "reference", "reference here",
+                   f"bar ({BAR}x)", "verdict",
                    "paper ms"):
         out.add_column(column, justify="left" if column in ("model", "verdict") else "right")
     fmt = lambda v, spec=".2f": "-" if v is None else format(v, spec)  # noqa: E731
@@ -169,7 +176,8 @@ def table(found: list[dict[str, Any]], timings: dict[str, Timing], threads: int)
         out.add_row(r["model"], str(r["image_size"]), fmt(r["eager_ms"], ".1f"),
                     fmt(r["fp32_ms"], ".1f"), fmt(r["int8_ms"], ".1f"), fmt(r["ratio_fp32"]),
                     fmt(r["ratio_int8"]), fmt(r["ratio_int8_vs_yolov8n_int8"]),
-                    fmt(r["reference_ratio"]), fmt(r["bar"], ".3f"),
+                    fmt(r["reference_ratio"]), fmt(r["reference_ratio_here"]),
+                    fmt(r["bar"], ".3f"),
                     "PASS" if r["passes"] else "FAIL", fmt(r["paper_cpu_ms"]))
     return out
 
@@ -189,6 +197,14 @@ def tensorrt_rows(args: argparse.Namespace) -> None:
               f"{result.stats.p50_ms:.2f} ms (paper, T4: {paper} ms)", flush=True)
 
 
+def _model_path(item: str) -> tuple[str, Path]:
+    name, _, path = item.partition("=")
+    if name not in MODELS or not Path(path).is_file():
+        raise SystemExit(f"--reference-onnx {item!r}: expected MODEL=PATH with MODEL in "
+                         f"{list(MODELS)} and an existing file")
+    return name, Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -201,7 +217,12 @@ def main() -> None:
     parser.add_argument("--no-eager", dest="eager", action="store_false")
     parser.add_argument("--venv", type=Path, default=CACHE / "yolov8-export-venv")
     parser.add_argument("--json", type=Path, default=Path("runs/bench/latency.json"))
+    parser.add_argument("--reference-onnx", nargs="*", default=[], metavar="MODEL=PATH",
+                        help="the reference implementation's own deploy-graph ONNX of MODEL "
+                             "(decode, no NMS; made by you with its tools), timed in the same "
+                             "rounds: its ratio on this machine, beside the stated one")
     args = parser.parse_args()
+    args.reference_onnx = dict(_model_path(item) for item in args.reference_onnx)
     torch.set_num_threads(args.threads)
     CACHE.mkdir(parents=True, exist_ok=True)
     baseline_onnx = yolov8n_onnx(args.venv, CACHE)

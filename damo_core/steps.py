@@ -95,19 +95,46 @@ def nas_step(model: str, out_yaml: str | Path, *, budget_params_m: float = 0.0,
 
 def train_model(data_dir: str | Path, out_dir: str | Path, *, model: str, settings: dict[str, Any],
                 preset: str | None = None, teacher_dir: str | Path | None = None,
-                distill_settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``model`` (or distill it from the teacher in ``teacher_dir``) into ``out_dir``."""
+                distill_settings: dict[str, Any] | None = None, run_id: str | None = None,
+                nodes: int = 1, gpus_per_node: int = 1, workspace_pvc: str = "",
+                image: str | None = None) -> dict[str, Any]:
+    """Train ``model`` (or distill it from the teacher in ``teacher_dir``) into ``out_dir``.
+
+    ``nodes``/``gpus_per_node`` place the training (damo_core.cluster.placement): one process
+    here; torchrun in this pod (one node, several GPUs); or a PyTorchJob of ``nodes`` pods
+    sharing the PVC ``workspace_pvc`` and running ``image``. Every placement leaves the same
+    run directory in ``out_dir``; ``run_id`` labels the training's metric pushes.
+    """
+    from damo_core.cluster.placement import (
+        Mode,
+        TrainPlacement,
+        exported_env,
+        train_placed,
+        training_env,
+    )
+    from damo_core.metrics import run_id as env_run_id
+
+    placement = TrainPlacement(nodes, gpus_per_node, workspace_pvc)
+    run = run_id or env_run_id()
+    config = preset_path(preset)
+    teacher = Path(teacher_dir) / WEIGHTS if teacher_dir is not None else None
+    if placement.mode is not Mode.IN_PROCESS:
+        train_placed(placement, data_dir, out_dir, model=model, run=run, settings=settings,
+                     config=config, teacher_weights=teacher, distill_settings=distill_settings,
+                     image=image)
+        return model_metadata(Path(out_dir) / WEIGHTS)
     from damo_core.train import load_train_config, train
 
-    cfg = load_train_config(preset_path(preset), settings)
+    cfg = load_train_config(config, settings)
     data = Path(data_dir) / DATASET_YAML
-    if teacher_dir is None:
-        train(model, data, out_dir, cfg, progress=False)
-    else:
-        from damo_core.train.distill import DistillConfig, distill
+    with exported_env(training_env(run)):
+        if teacher is None:
+            train(model, data, out_dir, cfg, progress=False)
+        else:
+            from damo_core.train.distill import DistillConfig, distill
 
-        distill(model, Path(teacher_dir) / WEIGHTS, data, out_dir, cfg,
-                         DistillConfig.from_dict(distill_settings or {}), progress=False)
+            distill(model, teacher, data, out_dir, cfg,
+                    DistillConfig.from_dict(distill_settings or {}), progress=False)
     return model_metadata(Path(out_dir) / WEIGHTS)
 
 
@@ -124,8 +151,10 @@ def model_metadata(weights: str | Path) -> dict[str, Any]:
 
 
 def evaluate_model(model_dir: str | Path, data_dir: str | Path,
-                   out_json: str | Path | None = None) -> dict[str, float]:
-    """COCO metrics of the model in ``model_dir`` on the val split of ``data_dir``."""
+                   out_json: str | Path | None = None,
+                   run_id: str | None = None) -> dict[str, float]:
+    """COCO metrics of the model in ``model_dir`` on the val split of ``data_dir``; pushed
+    under the run ``run_id`` (default ``$DAMO_RUN_ID``)."""
     from damo_core.eval import evaluate
     from damo_core.train import load_trained
 
@@ -135,17 +164,19 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path,
     if out_json is not None:
         result.to_json(out_json)
     metrics = {k: float(getattr(result, k)) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
-    _push("eval", metrics, meta["model_name"], "pytorch", "cpu")
+    _push("eval", metrics, meta["model_name"], "pytorch", "cpu", run_id)
     return metrics
 
 
-def _push(kind: str, values: dict[str, Any], model: str, fmt: str, device: str) -> None:
+def _push(kind: str, values: dict[str, Any], model: str, fmt: str, device: str,
+          run_id: str | None = None) -> None:
     """To the Pushgateway named by $DAMO_PUSHGATEWAY (Grafana's source); a no-op without one,
-    and never a reason for the step itself to fail."""
+    and never a reason for the step itself to fail. ``run_id`` (the pipeline passes its job
+    name) wins over $DAMO_RUN_ID, which wins over ``local``."""
     from damo_core import metrics
 
     push = {"eval": metrics.push_eval, "latency": metrics.push_latency}[kind]
-    push(values, metrics.MetricLabels(metrics.run_id(), model, fmt, device))
+    push(values, metrics.MetricLabels(run_id or metrics.run_id(), model, fmt, device))
 
 
 def export_step(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "openvino",
@@ -164,8 +195,9 @@ def export_step(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "openv
 
 def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch: int = 1,
                    warmup: int = 5, runs: int = 30, threads: int | None = None,
-                   model_name: str | None = None) -> dict[str, Any]:
-    """Latency of an exported model on this machine's runtime for ``fmt`` (no postprocess)."""
+                   model_name: str | None = None, run_id: str | None = None) -> dict[str, Any]:
+    """Latency of an exported model on this machine's runtime for ``fmt`` (no postprocess);
+    pushed under the run ``run_id`` (default ``$DAMO_RUN_ID``)."""
     import dataclasses
 
     import numpy as np
@@ -180,7 +212,7 @@ def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch
     stats = benchmark(runner, images, warmup=warmup, runs=runs)
     result = {"format": fmt, **dataclasses.asdict(stats), **host_info()}
     _push("latency", result, model_name or model_file.stem, fmt,
-          "gpu" if fmt == "tensorrt" else "cpu")
+          "gpu" if fmt == "tensorrt" else "cpu", run_id)
     return result
 
 

@@ -5,12 +5,16 @@
                └► export (fused → OpenVINO IR) ─► benchmark ─► gate (AP50 floor, latency
                                           budget) ─► deploy_triton, only if the gate passes
 
-Cluster settings (GPUs, node selectors, tolerations, MinIO credentials from a Secret, retries,
-caching) are attached here with kfp-kubernetes; the local runner ignores them.
+Cluster settings (GPUs, node selectors, tolerations, MinIO credentials from a Secret, the
+Pushgateway from a ConfigMap, the training workspace PVC, retries, caching) are attached here
+with kfp-kubernetes; the local runner ignores them. ``train_nodes``/``gpus_per_node`` place the
+teacher and distillation trainings (damo_core.cluster.placement): in the step's process,
+torchrun in its pod, or a PyTorchJob of N nodes sharing the ``workspace_pvc`` volume.
 """
 
 
 from kfp import compiler, dsl, kubernetes
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.benchmark.component import benchmark
 from components.deploy_triton.component import deploy_triton
@@ -22,10 +26,13 @@ from components.nas_search.component import nas_search
 from components.report.component import report
 from components.train_teacher.component import train_teacher
 from components.unify_dataset.component import unify_dataset
+from damo_core.cluster.placement import WORKSPACE
 
 PIPELINE_NAME = "damo-yolo"
 SIZES = ("L", "M", "S", "T")  # distillation order: each size teaches the next
 MINIO_SECRET = "damo-minio"   # keys accesskey / secretkey, see manifests/
+PIPELINE_ENV = "damo-pipeline-env"  # ConfigMap, key pushgateway (manifests/base)
+RUN_ID = dsl.PIPELINE_JOB_NAME_PLACEHOLDER  # the run label of every pushed metric
 
 
 CPU_STEP_TIMEOUT_S = 4 * 3600    # eval, export, benchmark, NAS: hours at most
@@ -39,12 +46,19 @@ def _cpu_step(task: dsl.PipelineTask, memory: str = "8G",
     kubernetes.set_timeout(task, timeout_s)  # the pod's activeDeadlineSeconds
     kubernetes.use_secret_as_env(task, secret_name=MINIO_SECRET, secret_key_to_env={
         "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"})
+    # optional: without the ConfigMap (a cluster with no monitoring) pushing is a logged no-op
+    kubernetes.use_config_map_as_env(task, PIPELINE_ENV, {"pushgateway": "DAMO_PUSHGATEWAY"},
+                                     optional=True)
     return task
 
 
-def _gpu_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
+def _gpu_step(task: dsl.PipelineTask, gpus: int | PipelineChannel,
+              workspace_pvc: str | PipelineChannel) -> dsl.PipelineTask:
+    """A training step: ``gpus`` GPUs (the ranks of torchrun in this pod) and the workspace
+    PVC at the path where a PyTorchJob's pods mount it too (train_nodes > 1)."""
     _cpu_step(task, memory="32G", timeout_s=GPU_STEP_TIMEOUT_S)
-    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    kubernetes.mount_pvc(task, pvc_name=workspace_pvc, mount_path=WORKSPACE)
     kubernetes.add_node_selector(task, label_key="nvidia.com/gpu.present", label_value="true")
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists",
                               effect="NoSchedule")
@@ -77,6 +91,9 @@ def damo_pipeline(
     triton_repository: str = "s3://damo-models/triton",
     triton_url: str = "triton.damo.svc.cluster.local:8001",
     triton_variant: str = "native",
+    train_nodes: int = 1,
+    gpus_per_node: int = 1,
+    workspace_pvc: str = "damo-workspace",
 ) -> None:
     data = _cpu_step(unify_dataset(source=data_source, num_classes=synth_classes,
                                    num_images=synth_images, image_size=synth_image_size,
@@ -89,24 +106,27 @@ def damo_pipeline(
         for size in SIZES
     }
     dataset = data.outputs["dataset"]
+    placement = {"run_id": RUN_ID, "nodes": train_nodes, "gpus_per_node": gpus_per_node,
+                 "workspace_pvc": workspace_pvc}
     trained = {"L": _gpu_step(train_teacher(
         data=dataset, model_config=configs["L"].outputs["model_config"], preset=preset,
-        settings=teacher_settings)).set_display_name("train teacher L")}
+        settings=teacher_settings, **placement), gpus_per_node, workspace_pvc,
+    ).set_display_name("train teacher L")}
     for teacher_size, size in zip(SIZES, SIZES[1:], strict=False):
         trained[size] = _gpu_step(distill(
             data=dataset, model_config=configs[size].outputs["model_config"],
             teacher=trained[teacher_size].outputs["model"], preset=preset,
-            settings=student_settings, distill_settings=distill_settings,
-        )).set_display_name(f"distill {size} ◄ {teacher_size}")
+            settings=student_settings, distill_settings=distill_settings, **placement,
+        ), gpus_per_node, workspace_pvc).set_display_name(f"distill {size} ◄ {teacher_size}")
     scores, timings = {}, {}
     for size in SIZES:
-        scores[size] = scored = _cpu_step(evaluate(data=dataset,
+        scores[size] = scored = _cpu_step(evaluate(data=dataset, run_id=RUN_ID,
                                                    model=trained[size].outputs["model"]))
         scored.set_display_name(f"evaluate {size}")
         exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format))
         exported.set_display_name(f"export {size}")
         timings[size] = timed = _cpu_step(benchmark(exported=exported.outputs["exported"],
-                                                    runs=bench_runs))
+                                                    runs=bench_runs, run_id=RUN_ID))
         timed.set_display_name(f"benchmark {size}")
         gated = _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"],
                                latency_ms=timed.outputs["Output"], map_floor=map_floor,

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT
 from pipelines.damo_pipeline import compile_pipeline, damo_pipeline
 
 
@@ -61,19 +62,24 @@ def client(host: str, token: str | None = None, namespace: str | None = None) ->
 
 def submit(host: str, params: dict[str, Any] | None = None, *, experiment: str | None = None,
            run_name: str | None = None, token: str | None = None,
-           namespace: str | None = None, params_source: str = "parameters") -> Submitted:
-    """Compile the DAG and create a run of it on the KFP API server at ``host``."""
+           namespace: str | None = None, params_source: str = "parameters",
+           service_account: str = PIPELINE_SERVICE_ACCOUNT) -> Submitted:
+    """Compile the DAG and create a run of it on the KFP API server at ``host``.
+
+    The run's pods use ``service_account``: the default one (manifests/base/rbac.yaml) may
+    create, watch and delete the PyTorchJobs of multi-node training."""
     params = params or {}
     check_parameters(params, pipeline_parameters(), params_source)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(str(Path(tmp) / "pipeline.yaml"))
         return _create_run(client(host, token, namespace), package, params, experiment,
-                           run_name or "damo-yolo", namespace)
+                           run_name or "damo-yolo", namespace, service_account)
 
 
 def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
           params: dict[str, Any] | None = None, experiment: str | None = None,
-          token: str | None = None, namespace: str | None = None) -> Submitted:
+          token: str | None = None, namespace: str | None = None,
+          service_account: str = PIPELINE_SERVICE_ACCOUNT) -> Submitted:
     """Rerun ``step`` of run ``run_id`` (and what depends on it, if asked); see module doc."""
     kfp_client = client(host, token, namespace)
     earlier = kfp_client.get_run(run_id)
@@ -90,17 +96,20 @@ def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
             docs.append(rerun_spec["platform_spec"])
         package.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         return _create_run(kfp_client, str(package), merged, experiment,
-                           f"rerun {step} of {run_id}", namespace,
+                           f"rerun {step} of {run_id}", namespace, service_account,
                            experiment_id=None if experiment else earlier.experiment_id)
 
 
 def _create_run(kfp_client: Any, package: str, params: dict[str, Any], experiment: str | None,
-                run_name: str, namespace: str | None,
+                run_name: str, namespace: str | None, service_account: str,
                 experiment_id: str | None = None) -> Submitted:
+    if not service_account.strip():
+        raise ValueError("service account: empty name; the run's pods need one that may "
+                         f"drive PyTorchJobs (default {PIPELINE_SERVICE_ACCOUNT})")
     result = kfp_client.create_run_from_pipeline_package(
         package, arguments=params, run_name=run_name, namespace=namespace,
         experiment_name=None if experiment_id else (experiment or "damo-yolo"),
-        experiment_id=experiment_id)
+        experiment_id=experiment_id, service_account=service_account)
     run = result.run_info
     url = f"{kfp_client._get_url_prefix()}/#/runs/details/{run.run_id}"
     return Submitted(run.run_id, url, run.experiment_id, params)

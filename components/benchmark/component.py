@@ -5,9 +5,12 @@ from components._image import DAMO_IMAGE
 
 
 @dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
-def benchmark(exported: Input[Model], runs: int, metrics: Output[Metrics]) -> float:
+def benchmark(exported: Input[Model], runs: int, metrics: Output[Metrics],
+              run_id: str = "") -> float:
     """Batch-1 latency of the exported model (warm-up, then timed runs; no postprocessing).
 
+    Args:
+        run_id: the pipeline run, the label of the pushed metrics.
     Returns:
         The median latency in milliseconds, which the gate checks against the budget.
     """
@@ -15,7 +18,7 @@ def benchmark(exported: Input[Model], runs: int, metrics: Output[Metrics]) -> fl
 
     stats = benchmark_step(exported.path, fmt=exported.metadata["format"],
                            image_size=exported.metadata["image_size"], runs=runs,
-                           model_name=exported.metadata["model_name"])
+                           model_name=exported.metadata["model_name"], run_id=run_id)
     for key in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "throughput"):
         metrics.log_metric(key, stats[key])
     metrics.metadata.update({k: stats[k] for k in ("format",)})

@@ -5,15 +5,18 @@ from components._image import DAMO_IMAGE
 
 
 @dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
-def evaluate(data: Input[Dataset], model: Input[Model], metrics: Output[Metrics]) -> float:
+def evaluate(data: Input[Dataset], model: Input[Model], metrics: Output[Metrics],
+             run_id: str = "") -> float:
     """COCO AP, AP50, AP75, APs/m/l of a trained model on the val split.
 
+    Args:
+        run_id: the pipeline run, the label of the pushed metrics.
     Returns:
         AP50, the metric the gate checks.
     """
     from damo_core.steps import evaluate_model
 
-    result = evaluate_model(model.path, data.path)
+    result = evaluate_model(model.path, data.path, run_id=run_id)
     for key, value in result.items():
         metrics.log_metric(key, value)
     metrics.metadata["model_name"] = model.metadata.get("model_name")

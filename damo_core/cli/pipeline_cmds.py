@@ -12,12 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 from damo_core.cli.errors import exit_on_user_error
+from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT
 
-# The connection options submit and rerun share (kfp.Client's host, namespace and token).
+# The options submit and rerun share (kfp.Client's host, namespace and token; the run's
+# service account).
 Host = Annotated[str, typer.Option(envvar="KF_PIPELINES_ENDPOINT",
                                    help="KFP API endpoint, e.g. https://kfp.example.")]
 Namespace = Annotated[str | None, typer.Option(help="Namespace (multi-user KFP).")]
 Token = Annotated[str | None, typer.Option(envvar="KFP_TOKEN", help="Bearer token.")]
+ServiceAccount = Annotated[str, typer.Option(
+    "--service-account", help="Kubernetes service account of the run's pods; it must be allowed "
+    "to create PyTorchJobs for train_nodes > 1 (manifests/base/rbac.yaml).")]
 
 pipeline_app = typer.Typer(help="The Kubeflow pipeline: compile, run locally, submit, rerun.",
                            no_args_is_help=True)
@@ -92,6 +97,7 @@ def submit(
     run_name: Annotated[str | None, typer.Option("--run-name", help="Run name.")] = None,
     namespace: Namespace = None,
     token: Token = None,
+    service_account: ServiceAccount = PIPELINE_SERVICE_ACCOUNT,
     overrides: Annotated[list[str] | None, typer.Argument(help="param=value pairs.")] = None,
 ) -> None:
     """Compile the DAG and submit a run to a Kubeflow Pipelines cluster; prints the run URL."""
@@ -99,7 +105,8 @@ def submit(
 
     run = submit_run(host, _params(params, overrides), experiment=experiment, run_name=run_name,
                      token=token, namespace=namespace,
-                     params_source=str(params) if params else "parameters")
+                     params_source=str(params) if params else "parameters",
+                     service_account=service_account)
     typer.echo(f"run {run.run_id}: {run.url}")
 
 
@@ -117,6 +124,7 @@ def rerun(
         help="Experiment (default: the earlier run's).")] = None,
     namespace: Namespace = None,
     token: Token = None,
+    service_account: ServiceAccount = PIPELINE_SERVICE_ACCOUNT,
     overrides: Annotated[list[str] | None, typer.Argument(help="param=value overrides.")] = None,
 ) -> None:
     """Rerun one step of an earlier run, its inputs taken from that run (KFP cache hits)."""
@@ -124,7 +132,7 @@ def rerun(
 
     run = rerun_step(host, from_run, step, with_dependants=with_dependants,
                      params=_params(params, overrides), experiment=experiment, token=token,
-                     namespace=namespace)
+                     namespace=namespace, service_account=service_account)
     typer.echo(f"run {run.run_id}: {run.url}")
 
 

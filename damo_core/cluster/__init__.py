@@ -1,10 +1,20 @@
 """Training beyond one machine: the Kubeflow PyTorchJob the pipeline's training steps create
-(``pytorchjob``), its life cycle through the Kubernetes API (``jobs``) and the step-side staging
-of inputs and outputs on a shared volume (``launch``)."""
+(``pytorchjob``), its life cycle through the Kubernetes API (``jobs``), the step-side staging
+of inputs and outputs on a shared volume (``launch``) and the choice between one process,
+torchrun in the step's pod and a PyTorchJob (``placement``)."""
 
 from damo_core.cluster.jobs import JobOutcome, TrainingJobError, run_pytorchjob
 from damo_core.cluster.launch import train_command, train_with_pytorchjob
-from damo_core.cluster.pytorchjob import SecretEnv, TrainJobSpec, build_pytorchjob, train_job_spec
+from damo_core.cluster.placement import Mode, PlacementError, TrainPlacement, train_placed
+from damo_core.cluster.pytorchjob import (
+    PIPELINE_SERVICE_ACCOUNT,
+    SecretEnv,
+    TrainJobSpec,
+    build_pytorchjob,
+    train_job_spec,
+)
 
-__all__ = ["JobOutcome", "SecretEnv", "TrainJobSpec", "TrainingJobError", "build_pytorchjob",
-           "run_pytorchjob", "train_command", "train_job_spec", "train_with_pytorchjob"]
+__all__ = ["PIPELINE_SERVICE_ACCOUNT", "JobOutcome", "Mode", "PlacementError", "SecretEnv",
+           "TrainJobSpec", "TrainPlacement", "TrainingJobError", "build_pytorchjob",
+           "run_pytorchjob", "train_command", "train_job_spec", "train_placed",
+           "train_with_pytorchjob"]

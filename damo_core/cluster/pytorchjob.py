@@ -24,6 +24,7 @@ GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
 CONTAINER = "pytorch"  # the operator finds the training container by this name
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+PIPELINE_SERVICE_ACCOUNT = "damo-pipeline-runner"  # manifests/base/rbac.yaml: may drive jobs
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 
@@ -55,7 +56,7 @@ class TrainJobSpec:
     cpu: str = "4"
     memory: str = "32Gi"
     shm_size: str = "8Gi"
-    service_account: str = "damo-pipeline-runner"
+    service_account: str = PIPELINE_SERVICE_ACCOUNT
     volume_claim: str | None = None
     mount_path: str = "/workspace"
     secret_env: tuple[SecretEnv, ...] = ()

@@ -26,6 +26,7 @@ from damo_core.data.augment import AugmentConfig
 from damo_core.data.coco import CocoDetection, DatasetSpec, load_dataset_yaml
 from damo_core.data.loader import DetectionDataset, EpochSampler, collate
 from damo_core.eval import EvalResult, evaluate, plot_pr_curve
+from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import load_checkpoint
 from damo_core.train.checkpoint_io import atomic_save, model_meta
@@ -238,6 +239,10 @@ class Trainer:
                 atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=False),
                             self.best_path)
         self._append_csv(row)
+        # Grafana's training panels: a no-op unless $DAMO_PUSHGATEWAY is set (pipeline pods),
+        # and a gateway that is down is logged, never a reason to stop training.
+        push_train_epoch(row, MetricLabels(run_id(), self.model.name, "pytorch",
+                                           self.device.type))
         atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=True), self.last_path)
         plot_results(self.out_dir / "results.csv", self.out_dir / "results.png")
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from damo_core.cluster.pytorchjob import TrainJobSpec
+from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT, TrainJobSpec
 from damo_core.metrics.dashboards import DATASOURCE
 
 ROOT = Path(__file__).parents[2]
@@ -163,10 +163,41 @@ def test_minio_statefulset_pvc_and_bucket_job():
 def test_pipeline_service_account_can_drive_pytorchjobs():
     docs = render("dev")
     account = TrainJobSpec.__dataclass_fields__["service_account"].default
+    assert account == PIPELINE_SERVICE_ACCOUNT  # the account `damo pipeline submit` runs as
     find(docs, "ServiceAccount", account)
     rules = find(docs, "Role", account)["rules"]
     verbs = {(r["apiGroups"][0], res): set(r["verbs"]) for r in rules for res in r["resources"]}
     assert {"create", "get", "delete"} <= verbs[("kubeflow.org", "pytorchjobs")]
     assert "get" in verbs[("", "pods/log")] and "list" in verbs[("", "pods")]
+    # a KFP v2 step pod's own needs: launcher config, artifact store credentials, Argo results
+    assert "get" in verbs[("", "configmaps")] and "get" in verbs[("", "secrets")]
+    assert "create" in verbs[("argoproj.io", "workflowtaskresults")]
     binding = find(docs, "RoleBinding", account)
     assert binding["subjects"][0]["name"] == account
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_training_workspace_pvc_is_the_pipelines_default(overlay):
+    """The PVC the pipeline mounts by default exists; prod's is shared across nodes (RWX) as
+    a multi-node PyTorchJob needs, dev's is a small single-node volume."""
+    from pipelines.remote import pipeline_parameters
+
+    claim = find(render(overlay), "PersistentVolumeClaim", "damo-workspace")
+    assert claim["metadata"]["name"] == pipeline_parameters()["workspace_pvc"]
+    expected = {"dev": ["ReadWriteOnce"], "prod": ["ReadWriteMany"]}[overlay]
+    assert claim["spec"]["accessModes"] == expected
+    base = yaml.safe_load((ROOT / "manifests/base/workspace-pvc.yaml").read_text())
+    assert base["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_pipeline_env_names_the_pushgateway_service():
+    from pipelines.damo_pipeline import PIPELINE_ENV
+
+    docs = render("prod")
+    env = find(docs, "ConfigMap", PIPELINE_ENV)
+    assert env["metadata"]["name"] == PIPELINE_ENV  # no kustomize hash: the pipeline names it
+    service = find(docs, "Service", "pushgateway")
+    port = service["spec"]["ports"][0]["port"]
+    namespace = service["metadata"]["namespace"]
+    assert env["data"]["pushgateway"] == (
+        f"http://{service['metadata']['name']}.{namespace}.svc.cluster.local:{port}")

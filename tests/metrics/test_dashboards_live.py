@@ -104,3 +104,32 @@ def test_every_dashboard_variable_has_values(prometheus, pushgateway):
                 time.sleep(1.0)
                 values = prometheus.label_values(label, metric)
             assert values, f"variable {var['name']} ({var['definition']}) has no values"
+
+
+def test_training_step_pushes_each_epoch(pushgateway, tmp_path, monkeypatch):
+    """The pipeline's training step, in process, with the env a pipeline pod gets: every
+    finished epoch reaches the Pushgateway labelled with the run, its loss = results.csv's."""
+    import csv
+    import urllib.request
+
+    from damo_core.data.synth import generate
+    from damo_core.steps import train_model
+
+    data = tmp_path / "data"
+    generate(data, num_classes=2, num_images=8, image_size=64, seed=1)
+    monkeypatch.setenv("DAMO_PUSHGATEWAY", pushgateway)
+    tiny = {"epochs": 2, "batch": 4, "img_size": 64, "warmup_epochs": 0, "no_aug_epochs": 0,
+            "workers": 0, "precise_bn_batches": 0, "augment": {"mosaic_prob": 0.0}}
+    train_model(data, tmp_path / "model", model="damoyolo_ns", settings=tiny,
+                run_id="run-train")
+    with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    pushed = {line.split("{")[0]: (line.split("{")[1].split("}")[0], float(line.split()[-1]))
+              for line in text.splitlines()
+              if line.startswith(("damo_train_loss{", "damo_train_epoch{")) and
+              'run="run-train"' in line}
+    assert set(pushed) == {"damo_train_loss", "damo_train_epoch"}, text
+    assert 'model="damoyolo_ns"' in pushed["damo_train_loss"][0]
+    rows = list(csv.DictReader((tmp_path / "model" / "results.csv").open()))
+    assert pushed["damo_train_epoch"][1] == 2.0  # the last finished epoch
+    assert pushed["damo_train_loss"][1] == pytest.approx(float(rows[-1]["loss"]))

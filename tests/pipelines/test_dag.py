@@ -74,8 +74,10 @@ def test_images_resources_and_cluster_settings(ir):
         assert container["image"].startswith("ghcr.io/damo-pipeline/"), name
         resources = container["resources"]
         assert resources["resourceCpuLimit"] and resources["resourceMemoryLimit"], name
-    for name in ("exec-train-teacher", "exec-distill"):
-        assert executors[name]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
+    for name in ("exec-train-teacher", "exec-distill"):  # GPUs: the gpus_per_node parameter
+        accelerator = executors[name]["container"]["resources"]["accelerator"]
+        assert accelerator["resourceType"] == "nvidia.com/gpu"
+        assert "gpus_per_node" in accelerator["resourceCount"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert k8s["exec-train-teacher"]["nodeSelector"]["labels"] == {
         "nvidia.com/gpu.present": "true"}

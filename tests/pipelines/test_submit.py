@@ -157,3 +157,23 @@ def _depends_on(tasks, name, target) -> bool:
     from pipelines.remote import _upstream
 
     return target in _upstream(tasks[name])
+
+
+def test_runs_use_the_service_account_that_may_drive_pytorchjobs(api):
+    from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT
+
+    run_id, _ = _submit(api)
+    _submit(api, "--service-account", "team-runner")
+    result = CliRunner().invoke(app, ["pipeline", "rerun", "distill-2", "--from-run", run_id,
+                                      "--host", api.host])
+    assert result.exit_code == 0, result.output
+    accounts = [body["service_account"] for body in api.created_runs()]
+    assert accounts == [PIPELINE_SERVICE_ACCOUNT, "team-runner", PIPELINE_SERVICE_ACCOUNT]
+    assert PIPELINE_SERVICE_ACCOUNT == "damo-pipeline-runner"
+
+
+def test_an_empty_service_account_is_refused_before_sending(api):
+    result = CliRunner().invoke(app, ["pipeline", "submit", "--host", api.host,
+                                      "--service-account", " "])
+    assert result.exit_code == 2 and "service account" in result.output
+    assert api.created_runs() == []
