@@ -14,6 +14,7 @@ from damo_core.cli import (
     data_cmds,
     distill_cmds,
     export_cmds,
+    gate_cmds,
     model_cmds,
     nas_cmds,
     pipeline_cmds,
@@ -36,6 +37,7 @@ app.command("eval")(train_cmds.evaluate)
 app.command("predict")(train_cmds.predict)
 app.command("export")(export_cmds.export)
 app.command("bench")(export_cmds.bench)
+app.command("gate")(gate_cmds.gate)
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(pipeline_cmds.pipeline_app, name="pipeline")
 app.add_typer(nas_cmds.nas_app, name="nas")
