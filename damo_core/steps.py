@@ -180,17 +180,22 @@ def _push(kind: str, values: dict[str, Any], model: str, fmt: str, device: str,
 
 
 def export_step(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "openvino",
-                half: bool = False) -> dict[str, Any]:
-    """Fuse (RepConv, BN) and export the trained model in ``model_dir`` as ``fmt``."""
+                half: bool = False, dynamic_batch: bool = False) -> dict[str, Any]:
+    """Fuse (RepConv, BN) and export the trained model in ``model_dir`` as ``fmt``.
+
+    ``dynamic_batch`` exports a graph that takes any batch, so Triton's native variant can
+    batch concurrent requests (a static batch-1 graph gets ``max_batch_size`` 1)."""
     from damo_core.export.formats import export_model
     from damo_core.train import load_trained
 
     model, meta = load_trained(Path(model_dir) / WEIGHTS)
     path = export_model(model.fuse(), fmt, out_dir, image_size=meta["image_size"],
-                        half=half or None, class_names=list(meta["class_names"]))
+                        half=half or None, dynamic_batch=dynamic_batch or None,
+                        class_names=list(meta["class_names"]))
     return {"model_name": meta["model_name"], "format": fmt, "file": path.name,
             "image_size": meta["image_size"], "num_classes": meta["num_classes"],
-            "class_names": meta["class_names"], "precision": "fp16" if half else "fp32"}
+            "class_names": meta["class_names"], "precision": "fp16" if half else "fp32",
+            "dynamic_batch": bool(dynamic_batch)}
 
 
 def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch: int = 1,

@@ -85,6 +85,7 @@ def damo_pipeline(
     budget_gflops: float = 0.0,
     nas_generations: int = 6,
     export_format: str = "openvino",
+    export_dynamic_batch: bool = False,
     bench_runs: int = 30,
     map_floor: float = 0.3,
     latency_budget_ms: float = 1000.0,
@@ -123,7 +124,8 @@ def damo_pipeline(
         scores[size] = scored = _cpu_step(evaluate(data=dataset, run_id=RUN_ID,
                                                    model=trained[size].outputs["model"]))
         scored.set_display_name(f"evaluate {size}")
-        exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format))
+        exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format,
+                                    dynamic_batch=export_dynamic_batch))
         exported.set_display_name(f"export {size}")
         timings[size] = timed = _cpu_step(benchmark(exported=exported.outputs["exported"],
                                                     runs=bench_runs, run_id=RUN_ID))

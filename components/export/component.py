@@ -5,12 +5,14 @@ from components._image import DAMO_IMAGE
 
 
 @dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
-def export(model: Input[Model], fmt: str, exported: Output[Model]):
+def export(model: Input[Model], fmt: str, exported: Output[Model], dynamic_batch: bool = False):
     """Reparameterise (fuse RepConv and BatchNorm) and export for deployment.
 
     Args:
         fmt: onnx, openvino (CPU) or tensorrt (needs the GPU image and a GPU node).
+        dynamic_batch: any batch size (Triton's native variant then batches requests).
     """
     from damo_core.steps import export_step
 
-    exported.metadata.update(export_step(model.path, exported.path, fmt=fmt))
+    exported.metadata.update(export_step(model.path, exported.path, fmt=fmt,
+                                         dynamic_batch=dynamic_batch))
