@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE, images, trained_ish
 
 from damo_core.export import onnx as onnx_export
 from damo_core.export import openvino as ov_export
 from damo_core.export.wrapper import ExportModel
 from damo_core.models import list_models
+from tests.export.conftest import SIZE, images, trained_ish
 
 SCORE_TOL = 1e-3  # scores in [0, 1]
 BOX_TOL = 1e-3 * SIZE  # boxes in pixels: 1e-3 of the image
