@@ -40,7 +40,13 @@ from rich.table import Table
 
 from damo_core.atomic import atomic_write_text
 from damo_core.bench.compare import Contender, Timing, interleaved
-from damo_core.bench.latency import TorchRunner, host_info, make_runner, run_benchmark
+from damo_core.bench.latency import (
+    TorchRunner,
+    host_info,
+    make_runner,
+    random_images,
+    run_benchmark,
+)
 from damo_core.bench.side_env import SideEnv
 from damo_core.data.synth import generate
 from damo_core.export.common import require
@@ -50,8 +56,9 @@ from damo_core.export.openvino import quantize
 HERE = Path(__file__).resolve().parent
 BASELINE = "yolov8n"
 BASELINE_SIZE = 640
-SIDE_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics==8.4.190", "onnx",
-                     "onnxslim", "onnxruntime"]
+ULTRALYTICS = "8.4.190"  # pinned: the cached ONNX is named after it
+SIDE_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", f"ultralytics=={ULTRALYTICS}",
+                     "onnx", "onnxslim", "onnxruntime"]
 CACHE = Path(os.environ.get("DAMO_CACHE", "~/.cache/damo")).expanduser()
 MODELS = {"damoyolo_ns": 416, "damoyolo_nm": 416, "damoyolo_nl": 416, "damoyolo_t": 640,
           "damoyolo_s": 640}
@@ -68,7 +75,7 @@ PAPER_T4_MS = {"damoyolo_t": 2.78, "damoyolo_s": 3.83, "damoyolo_m": 5.62, "damo
 
 def yolov8n_onnx(venv: Path, cache: Path, image_size: int = BASELINE_SIZE) -> Path:
     """The cached yolov8n ONNX, exported in the side venv on first use."""
-    path = cache / f"yolov8n_{image_size}_ultralytics-8.4.190.onnx"
+    path = cache / f"yolov8n_{image_size}_ultralytics-{ULTRALYTICS}.onnx"
     if path.is_file():
         return path
     env = SideEnv(venv, SIDE_REQUIREMENTS).ensure()
@@ -79,11 +86,6 @@ def yolov8n_onnx(venv: Path, cache: Path, image_size: int = BASELINE_SIZE) -> Pa
         print(f"exported yolov8n in {venv}: {info.strip().splitlines()[-1]}")
         os.replace(out, path)  # the cache never holds a half-written file
     return path
-
-
-def random_images(size: int, scale: float = 1.0) -> np.ndarray:
-    return (np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)) * scale).astype(
-        np.float32)
 
 
 def yolov8n_int8(onnx_path: Path, calib: list[np.ndarray], out_dir: Path) -> Path:
@@ -101,7 +103,7 @@ def contenders(args: argparse.Namespace, baseline_onnx: Path, work: Path) -> lis
     ov_runner = lambda path: make_runner("openvino", path, threads=args.threads,  # noqa: E731
                                          batch=1)
     found = [Contender(f"{BASELINE} fp32", ov_runner(baseline_onnx),
-                       random_images(BASELINE_SIZE, 1 / 255))]
+                       random_images(BASELINE_SIZE, scale=1 / 255))]
     data = None
     if args.int8:
         data = generate(work / "calib", num_images=args.calib, image_size=640)
@@ -110,7 +112,7 @@ def contenders(args: argparse.Namespace, baseline_onnx: Path, work: Path) -> lis
                  for _ in range(args.calib)]
         found.append(Contender(f"{BASELINE} int8",
                                ov_runner(yolov8n_int8(baseline_onnx, calib, work)),
-                               random_images(BASELINE_SIZE, 1 / 255)))
+                               random_images(BASELINE_SIZE, scale=1 / 255)))
     for name in args.models:
         size = MODELS[name]
         model = load_source(model_name=name).model
@@ -130,8 +132,8 @@ def contenders(args: argparse.Namespace, baseline_onnx: Path, work: Path) -> lis
     return found
 
 
-def _ms(timings: dict[str, Timing], name: str) -> str:
-    return f"{timings[name].p50_ms:.1f}" if name in timings else "-"
+def _p50(timings: dict[str, Timing], name: str) -> float | None:
+    return timings[name].p50_ms if name in timings else None
 
 
 def _ratio(timings: dict[str, Timing], name: str, base: str) -> float | None:
@@ -150,9 +152,8 @@ def rows(timings: dict[str, Timing], models: list[str]) -> list[dict[str, Any]]:
         best = min(r for r in (fp32, int8) if r is not None)
         found.append({
             "model": name, "image_size": MODELS[name],
-            "eager_ms": timings[f"{name} eager"].p50_ms if f"{name} eager" in timings else None,
-            "fp32_ms": timings[f"{name} fp32"].p50_ms,
-            "int8_ms": timings[f"{name} int8"].p50_ms if f"{name} int8" in timings else None,
+            "eager_ms": _p50(timings, f"{name} eager"), "fp32_ms": _p50(timings, f"{name} fp32"),
+            "int8_ms": _p50(timings, f"{name} int8"),
             "ratio_fp32": fp32, "ratio_int8": int8,
             "ratio_int8_vs_yolov8n_int8": _ratio(timings, f"{name} int8", f"{BASELINE} int8"),
             "reference_ratio": REFERENCE_RATIO[name],
@@ -164,8 +165,9 @@ def rows(timings: dict[str, Timing], models: list[str]) -> list[dict[str, Any]]:
 
 def table(found: list[dict[str, Any]], timings: dict[str, Timing], threads: int) -> Table:
     host = host_info()
-    out = Table(title=f"OpenVINO latency vs yolov8n@640 fp32 ({_ms(timings, BASELINE + ' fp32')}"
-                      f" ms), {host['cpu']}, {threads} threads, batch 1, p50 (median of rounds)")
+    base = _p50(timings, f"{BASELINE} fp32")
+    out = Table(title=f"OpenVINO latency vs yolov8n@640 fp32 ({base:.1f} ms), {host['cpu']}, "
+                      f"{threads} threads, batch 1, p50 (median of rounds)")
     for column in ("model", "size", "eager ms", "OV fp32 ms", "OV int8 ms", "fp32 / v8n",
                    "int8 / v8n", "int8 / v8n int8", "reference", "reference here",
                    f"bar ({BAR}x)", "verdict",

@@ -205,15 +205,13 @@ def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch
     pushed under the run ``run_id`` (default ``$DAMO_RUN_ID``)."""
     import dataclasses
 
-    import numpy as np
-
-    from damo_core.bench.latency import benchmark, host_info, make_runner
+    from damo_core.bench.latency import benchmark, host_info, make_runner, random_images
     from damo_core.serve.exported import find_model_file
 
     model_file = find_model_file(exported_dir)
     runner = make_runner(fmt, model_file, threads=threads, batch=batch)
-    side = int(image_size)  # artifact metadata travels as JSON numbers: 128 arrives as 128.0
-    images = np.random.default_rng(0).uniform(0, 255, (batch, 3, side, side)).astype(np.float32)
+    # artifact metadata travels as JSON numbers: 128 arrives as 128.0
+    images = random_images(int(image_size), batch)
     stats = benchmark(runner, images, warmup=warmup, runs=runs)
     result = {"format": fmt, **dataclasses.asdict(stats), **host_info()}
     _push("latency", result, model_name or model_file.stem, fmt,

@@ -162,6 +162,13 @@ def make_runner(fmt: str, path: Path, *, threads: int | None, batch: int) -> Run
     raise ValueError(f"no runner for format {fmt!r}; expected one of {sorted(RUNTIMES)}")
 
 
+def random_images(image_size: int, batch: int = 1, scale: float = 1.0) -> np.ndarray:
+    """The fixed input every latency measurement feeds: seeded uniform pixels 0..255 times
+    ``scale`` (latency does not depend on the values, reproducibility does)."""
+    return (np.random.default_rng(0).uniform(0, 255, (batch, 3, image_size, image_size))
+            * scale).astype(np.float32)
+
+
 def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
                   warmup: int = 10, runs: int = 50, threads: int | None = None,
                   half: bool = False, int8: bool = False, data: str | Path | None = None,
@@ -176,8 +183,7 @@ def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
         raise ValueError(f"unknown benchmark format {fmt!r}; expected one of {sorted(RUNTIMES)}")
     if batch <= 0:
         raise ValueError(f"batch must be positive, got {batch}")
-    images = np.random.default_rng(0).uniform(
-        0, 255, (batch, 3, image_size, image_size)).astype(np.float32)
+    images = random_images(image_size, batch)
     precision = "int8" if int8 else "fp16" if half else "fp32"
     if fmt == BASELINE:
         if half or int8:

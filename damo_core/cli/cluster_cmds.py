@@ -4,28 +4,17 @@ multi-node training. Each command calls one function of damo_core.metrics / damo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from damo_core.cli.errors import exit_on_user_error
+from damo_core.cli.errors import exit_on_user_error, read_json
 
 metrics_app = typer.Typer(help="Prometheus metrics: push step results, the latency-vs-mAP PNG.",
                           no_args_is_help=True)
 cluster_app = typer.Typer(help="Training on a cluster as a Kubeflow PyTorchJob.",
                           no_args_is_help=True)
-
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"metrics file {path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from None
 
 
 @exit_on_user_error
@@ -57,7 +46,7 @@ def push(
     pushers = {"eval": push_eval, "latency": push_latency, "train": push_train_epoch}
     if kind not in pushers:
         raise ValueError(f"metrics kind {kind!r} is not one of {sorted(pushers)}")
-    data = _read_json(values)
+    data = read_json(values, "metrics")
     if not isinstance(data, dict):
         raise ValueError(f"{values}: expected a JSON object, got {type(data).__name__}")
     labels = MetricLabels(run=run, model=model, format=fmt, device=device)
@@ -76,7 +65,7 @@ def report(
     """Plot latency against mAP per model (the paper's Figure 1) without Grafana."""
     from damo_core.metrics.report import plot_latency_vs_map
 
-    data = _read_json(rows)
+    data = read_json(rows, "metrics")
     if not isinstance(data, list):
         raise ValueError(f"{rows}: expected a JSON list of per-model dicts")
     typer.echo(str(plot_latency_vs_map(data, out, metric=metric)))

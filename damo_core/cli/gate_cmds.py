@@ -8,29 +8,19 @@ works), 2 a bad request.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from damo_core.bench.latency import parse_target
-from damo_core.cli.errors import exit_on_user_error
-
-
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err})") from None
+from damo_core.cli.errors import exit_on_user_error, read_json
 
 
 def bench_latency(path: Path, target: str | None) -> float:
     """p50 of the row of a ``damo bench`` report for ``target`` (FORMAT[:PRECISION]); the only
     non-baseline row when no target is given."""
-    rows = _read_json(path, "benchmark report").get("rows")
+    rows = read_json(path, "benchmark report").get("rows")
     if not isinstance(rows, list) or not rows:
         raise ValueError(f"{path}: field 'rows' holds no benchmark rows")
     if target is not None:
@@ -74,7 +64,7 @@ def gate(
     if bench_json is not None and latency_ms is not None:
         raise ValueError("give the latency as one of --bench FILE or --latency-ms, not both")
     metrics = ({metric: metric_value} if metric_value is not None else
-               _read_json(eval_json, "evaluation metrics"))  # type: ignore[arg-type]
+               read_json(eval_json, "evaluation metrics"))  # type: ignore[arg-type]
     if not isinstance(metrics, dict):
         raise ValueError(f"{eval_json}: expected a JSON object of metrics")
     if bench_json is not None:

@@ -21,7 +21,7 @@ from damo_core.export import onnx, openvino, tensorrt
 from damo_core.export.common import BackendUnavailableError
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import CheckpointError, load_state
-from damo_core.train.checkpoint_io import model_from_checkpoint
+from damo_core.train.checkpoint_io import model_from_checkpoint, read_checkpoint
 
 
 class ExportFormat(NamedTuple):
@@ -124,7 +124,7 @@ def load_source(weights: str | Path | None = None, model_name: str | None = None
         raise ValueError("nothing to export: pass weights (a trained best.pt), a model name "
                          "(random init, for latency only), or both (reference weights for "
                          "that model)")
-    ckpt = _read(weights) if weights is not None else None
+    ckpt = read_checkpoint(weights) if weights is not None else None
     if isinstance(ckpt, dict) and "model_config" in ckpt:
         model, meta = model_from_checkpoint(ckpt, str(weights))
         if model_name is not None and model_name != model.name:
@@ -144,12 +144,3 @@ def load_source(weights: str | Path | None = None, model_name: str | None = None
     load_state(model, ckpt, weights)
     return ExportSource(model.eval(), model.config.image_size, None, str(weights))
 
-
-def _read(weights: str | Path) -> Any:
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from None

@@ -138,11 +138,15 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    return load_state(model, read_torch_file(path), path)
+
+
+def read_torch_file(path: Path, *, weights_only: bool = True) -> Any:
+    """``torch.load`` onto the CPU; a corrupt or foreign file is a CheckpointError naming it."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:  # torch raises many types for corrupt or foreign files
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from None
-    return load_state(model, obj, path)
 
 
 def load_state(model: nn.Module, obj: Any, path: str | Path) -> nn.Module:

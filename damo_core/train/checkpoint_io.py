@@ -15,7 +15,7 @@ import torch
 
 from damo_core.atomic import atomic_path
 from damo_core.models import Detector, build_model
-from damo_core.models.checkpoint import convert_state_dict
+from damo_core.models.checkpoint import convert_state_dict, read_torch_file
 from damo_core.models.config import ConfigError, ModelConfig, config_from_dict
 
 
@@ -36,11 +36,16 @@ def model_meta(model: Detector, class_names: list[str], image_size: int) -> dict
 def load_trained(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, dict[str, Any]]:
     """Rebuild a model saved by the trainer and load its (EMA) weights; returns it and the
     checkpoint's metadata (class names, image size, metrics)."""
+    return model_from_checkpoint(read_checkpoint(path), path, use_ema=use_ema)
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """The raw object in a weights file (a training checkpoint keeps more than tensors, so
+    not ``weights_only``); a missing or unreadable file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return model_from_checkpoint(ckpt, path, use_ema=use_ema)
+    return read_torch_file(path, weights_only=False)
 
 
 def model_from_checkpoint(ckpt: Any, path: str | Path, *,
