@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from damo_core.cli import (
+    checkpoint_cmds,
     cluster_cmds,
     data_cmds,
     distill_cmds,
@@ -47,6 +48,7 @@ app.add_typer(serve_cmds.serve_app, name="serve")
 app.command("dashboards")(cluster_cmds.dashboards)
 app.add_typer(cluster_cmds.metrics_app, name="metrics")
 app.add_typer(cluster_cmds.cluster_app, name="cluster")
+app.add_typer(checkpoint_cmds.checkpoint_app, name="checkpoint")
 
 
 def main() -> None:

@@ -8,6 +8,8 @@ mapping lives next to the layers it describes and follows any structure a config
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ _REFERENCE_ONLY = ("head.integral.project", "module.head.integral.project")
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model; the message lists the differing keys."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A weights file that only full unpickling could open: refused, never executed."""
 
 
 def reference_name(model: nn.Module, key: str) -> str:
@@ -141,12 +147,31 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> nn.Module:
     return load_state(model, read_torch_file(path), path)
 
 
-def read_torch_file(path: Path, *, weights_only: bool = True) -> Any:
-    """``torch.load`` onto the CPU; a corrupt or foreign file is a CheckpointError naming it."""
+def read_torch_file(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` onto the CPU: tensors and plain data only, never code.
+
+    A file that needs full unpickling (an older checkpoint of this project, or a hostile one) is
+    refused with the way out for trusted files; a corrupt or foreign file is a CheckpointError
+    naming it.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt or foreign files
+        if isinstance(err, pickle.UnpicklingError) and _offending_global(err):
+            raise UnsafeCheckpointError(
+                f"{path}: refused: loading it would unpickle Python objects "
+                f"({_offending_global(err)}), which can run code; if you made this file or trust "
+                f"it, convert it once with 'damo checkpoint upgrade {path}'"
+            ) from None
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({err})") from None
+
+
+def _offending_global(err: Exception) -> str | None:
+    """The Python object a refused file asked for, from torch's multi-paragraph message (whose
+    advice to allow-list it is what a user must not do with an unknown file); ``None`` when the
+    file is merely corrupt."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return f"it asks for {found.group(1)}" if found else None
 
 
 def load_state(model: nn.Module, obj: Any, path: str | Path) -> nn.Module:

@@ -16,11 +16,16 @@ import torch
 from damo_core.atomic import atomic_path
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import convert_state_dict, read_torch_file
+from damo_core.models.checkpoint_format import check_plain
 from damo_core.models.config import ConfigError, ModelConfig, config_from_dict
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, then rename: never a torn checkpoint."""
+    """``torch.save`` to a temp file beside ``path``, then rename: never a torn checkpoint.
+
+    Only plain data is written, so every reader can load it with ``weights_only=True``.
+    """
+    check_plain(obj, str(path))
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -40,12 +45,12 @@ def load_trained(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, d
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """The raw object in a weights file (a training checkpoint keeps more than tensors, so
-    not ``weights_only``); a missing or unreadable file is an error naming it."""
+    """The object in a weights file, read safely (tensors and plain data only); a missing,
+    unreadable or code-carrying file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    return read_torch_file(path, weights_only=False)
+    return read_torch_file(path)
 
 
 def model_from_checkpoint(ckpt: Any, path: str | Path, *,

@@ -29,7 +29,8 @@ from damo_core.eval import EvalResult, evaluate, plot_pr_curve
 from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import load_checkpoint
-from damo_core.train.checkpoint_io import atomic_save, model_meta
+from damo_core.models.checkpoint_format import FORMAT, FORMAT_KEY
+from damo_core.train.checkpoint_io import atomic_save, model_meta, read_checkpoint
 from damo_core.train.config import TrainConfig, load_train_config
 from damo_core.train.distributed import (
     DistEnv,
@@ -249,6 +250,7 @@ class Trainer:
     def checkpoint(self, epochs_done: int, result: EvalResult | None,
                    with_optimizer: bool) -> dict[str, Any]:
         ckpt: dict[str, Any] = {
+            FORMAT_KEY: FORMAT,
             **model_meta(self.model, self.class_names, self.image_size),
             "model": unwrap(self.net).state_dict(),
             "ema": self.ema.module.state_dict() if self.ema else None,
@@ -266,7 +268,7 @@ class Trainer:
     def resume(self) -> None:
         if not self.last_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.last_path} does not exist")
-        ckpt = torch.load(self.last_path, map_location=self.device, weights_only=False)
+        ckpt = read_checkpoint(self.last_path)
         self.restore_extra(ckpt)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

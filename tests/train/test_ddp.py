@@ -53,8 +53,8 @@ def test_two_gloo_ranks_match_one_process(data, tmp_path):
     loss_one, loss_two = _losses(single), _losses(double)
     assert len(loss_one) == len(loss_two) == 2
     assert loss_two == pytest.approx(loss_one, rel=LOSS_RTOL)
-    w_one = torch.load(single / "last.pt", weights_only=False)["model"]
-    w_two = torch.load(double / "last.pt", weights_only=False)["model"]
+    w_one = torch.load(single / "last.pt", weights_only=True)["model"]
+    w_two = torch.load(double / "last.pt", weights_only=True)["model"]
     assert w_one.keys() == w_two.keys()
     # same start, same data, same steps: the learnt weights end up close (BN running
     # statistics are per-rank estimates from 4 images, so they are left out)

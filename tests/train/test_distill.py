@@ -179,8 +179,8 @@ def runs(tiny_data, teacher_pt, tmp_path_factory):
 
 def test_resume_reproduces_an_uninterrupted_distillation_run(runs):
     root, _ = runs
-    full = torch.load(root / "full" / "last.pt", weights_only=False)
-    split = torch.load(root / "split" / "last.pt", weights_only=False)
+    full = torch.load(root / "full" / "last.pt", weights_only=True)
+    split = torch.load(root / "split" / "last.pt", weights_only=True)
     assert full["epoch"] == split["epoch"] == 2 and full["step"] == split["step"]
     for part in ("model", "ema", "distill_align"):
         assert full[part].keys() == split[part].keys()
@@ -195,7 +195,7 @@ def test_last_stage_has_no_distillation_term(runs):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert float(rows[0]["loss_distill"]) > 0 and float(rows[0]["distill_weight"]) > 0
     assert float(rows[1]["loss_distill"]) == 0 and float(rows[1]["distill_weight"]) == 0
-    steps = torch.load(root / "full" / "last.pt", weights_only=False)["step"]
+    steps = torch.load(root / "full" / "last.pt", weights_only=True)["step"]
     assert teacher_calls == steps // 2  # the teacher ran only in the first (mosaic) epoch
 
 
@@ -237,7 +237,7 @@ def test_cli_distill_runs_and_rejects_unknown_settings(tiny_data, teacher_pt, tm
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["epochs"] == 2
-    saved = torch.load(tmp_path / "cli" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "cli" / "last.pt", weights_only=True)
     assert saved["distill"]["config"]["tau"] == 2.0
     assert saved["distill"]["config"]["levels"] == [1, 2]
 
@@ -257,7 +257,7 @@ def test_cli_chain_trains_the_teacher_then_distils_each_link(tiny_data, tmp_path
     for prev, link in zip(links, links[1:], strict=False):
         assert link["teacher"] == prev["weights"]
     for link in links:
-        meta = torch.load(link["weights"], weights_only=False)
+        meta = torch.load(link["weights"], weights_only=True)
         assert meta["model_name"] == link["model"]
         metrics = json.loads(Path(link["metrics"]).read_text())
         assert metrics["AP50"] == pytest.approx(link["ap50"], abs=1e-4)

@@ -41,8 +41,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_data, tmp_pa
     _trainer(tiny_data, tmp_path / "full").fit()
     _trainer(tiny_data, tmp_path / "split").fit(stop_after_epoch=1)
     _trainer(tiny_data, tmp_path / "split").fit(resume=True)
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    split = torch.load(tmp_path / "split" / "last.pt", weights_only=False)
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
     assert full["epoch"] == split["epoch"] == 3 and full["step"] == split["step"]
     for part in ("model", "ema"):
         for key, value in full[part].items():
@@ -64,7 +64,7 @@ def test_crash_mid_epoch_loses_only_that_epoch(tiny_data, tmp_path, monkeypatch)
     monkeypatch.setattr(trainer, "train_step", failing_step)
     with pytest.raises(RuntimeError, match="power cut"):
         trainer.fit()
-    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert saved["epoch"] == 1
     assert not list((tmp_path / "run").glob(".*.tmp"))  # no half-written files left behind
     result = _trainer(tiny_data, tmp_path / "run").fit(resume=True)
