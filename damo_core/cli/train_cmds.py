@@ -76,12 +76,14 @@ def predict(
     conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.3,
 ) -> None:
     """Detect objects in images and save copies with the boxes drawn."""
-    from damo_core.eval import draw_detections
+    if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
+        raise ValueError(f"--conf must be a score threshold in [0, 1], got {conf}")
+    from damo_core.eval import annotated_paths, draw_detections
     from damo_core.eval import predict as run_predict
     from damo_core.train import load_trained
 
     model, meta = load_trained(weights)
     detections = run_predict(model, images, image_size=meta["image_size"], score_threshold=conf)
-    for path, dets in zip(images, detections, strict=True):
-        target = draw_detections(path, dets, meta["class_names"], out / path.name)
+    for path, dets, target in zip(images, detections, annotated_paths(images, out), strict=True):
+        draw_detections(path, dets, meta["class_names"], target)
         typer.echo(f"{path}: {len(dets)} objects -> {target}")

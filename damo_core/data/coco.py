@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from PIL import Image
 from pycocotools.coco import COCO
 
 from damo_core.data.errors import DatasetError
+from damo_core.data.images import ImageDecodeError, load_rgb_array
 
 __all__ = ["CocoDetection", "DatasetSpec", "Sample", "load_dataset_yaml"]
 
@@ -238,10 +238,9 @@ def _decode_image(record: _Record, source: Path) -> np.ndarray:
     """Decode to HxWx3 uint8 RGB; corrupt or mis-sized files raise naming the file."""
     where = f"image id {record.image_id}, file {record.path}"
     try:
-        with Image.open(record.path) as im:
-            image = np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DatasetError(f"{source}: {where}: cannot decode image: {exc}") from exc
+        image = load_rgb_array(record.path)
+    except (ImageDecodeError, FileNotFoundError) as exc:
+        raise DatasetError(f"{source}: {where}: cannot decode image: {exc}") from None
     h, w = image.shape[:2]
     for field, expected, actual in (("width", record.width, w), ("height", record.height, h)):
         if expected is not None and expected != actual:

@@ -12,7 +12,7 @@ from damo_core.eval.evaluator import (
 )
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
 from damo_core.eval.pr_curve import PRCurve, plot_pr_curve, precision_recall_curve
-from damo_core.eval.predict import class_colour, draw_detections, predict
+from damo_core.eval.predict import annotated_paths, class_colour, draw_detections, predict
 from damo_core.eval.preprocess import LetterboxInfo, boxes_to_original, letterbox
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "EvalResult",
     "LetterboxInfo",
     "PRCurve",
+    "annotated_paths",
     "boxes_to_original",
     "class_colour",
     "detections_to_coco_results",

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from damo_core.atomic import atomic_path
+from damo_core.data.images import open_rgb
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
 from damo_core.eval.preprocess import PreparedImage, boxes_to_original, load_image, prepare_image
 
@@ -222,8 +223,7 @@ def draw_detections(
     ``out_path`` atomically (format from the suffix). Boxes are in original-image pixels."""
     out_path = Path(out_path)
     fmt = _save_format(out_path)
-    with Image.open(image_path) as im:
-        canvas = im.convert("RGB")
+    canvas = open_rgb(image_path)
     lw = line_width or max(2, round(min(canvas.size) / 200))
     font = _font(max(10, 5 * lw + 2))
     draw = ImageDraw.Draw(canvas)
@@ -248,3 +248,23 @@ def draw_detections(
     with atomic_path(out_path) as tmp:
         canvas.save(tmp, format=fmt, **save_kwargs)
     return out_path
+
+
+def annotated_paths(images: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Where each input's annotated copy goes: ``out_dir/<name>``, unless that would overwrite
+    an input or another input's result (same file name from two folders), in which case
+    ``<stem>_2<suffix>``, ``_3``... So a run never destroys what it was given or loses a result.
+    """
+    out_dir = Path(out_dir)
+    inputs = {Path(p).resolve() for p in images}
+    taken: set[Path] = set()
+    targets = []
+    for image in map(Path, images):
+        target = out_dir / image.name
+        k = 2
+        while target.resolve() in inputs or target.resolve() in taken:
+            target = out_dir / f"{image.stem}_{k}{image.suffix}"
+            k += 1
+        taken.add(target.resolve())
+        targets.append(target)
+    return targets

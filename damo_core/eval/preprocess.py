@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from damo_core.data.images import load_rgb_array, to_rgb
+
 PAD_VALUE = 114
 
 
@@ -36,9 +38,9 @@ class LetterboxInfo(NamedTuple):
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to an ``H×W×3`` uint8 RGB array (grey and RGBA are converted)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """Decode an image file to an ``H×W×3`` uint8 RGB array (grey, RGBA and 16-bit images are
+    converted; unreadable or oversized files are an :class:`ImageDecodeError` naming them)."""
+    return load_rgb_array(path)
 
 
 def letterbox(
@@ -51,7 +53,7 @@ def letterbox(
     """
     if size <= 0:
         raise ValueError(f"letterbox size must be positive, got {size}")
-    pil = image.convert("RGB") if isinstance(image, Image.Image) else _to_pil(image)
+    pil = to_rgb(image) if isinstance(image, Image.Image) else _to_pil(image)
     w, h = pil.size
     scale = size / max(h, w)
     new_w = min(size, max(1, round(w * scale)))
