@@ -33,7 +33,9 @@ def distribution_focal_loss(
 
     Args:
         pred: ``[N, n_bins]`` raw logits (softmax is applied here, via cross-entropy).
-        target: ``[N]`` continuous distances in ``[0, n_bins - 1]``.
+        target: ``[N]`` continuous distances in ``[0, n_bins - 1]`` (the detection loss
+            clamps them to ``n_bins - 1.1``, as the reference does, see
+            :func:`~damo_core.models.layers.box_ops.bbox2distance`).
         weight: optional ``[N]`` weight (e.g. the quality score of each side's anchor).
 
     For ``target = l + f`` with integer ``l`` and ``0 <= f < 1`` the per-sample loss is

@@ -13,6 +13,7 @@ from damo_core.losses import (
     giou_loss,
     quality_focal_loss,
 )
+from damo_core.models.layers.box_ops import bbox2distance
 
 
 def test_loss_weights_of_eq1() -> None:
@@ -99,9 +100,25 @@ def test_dfl_target_between_bins_splits_linearly() -> None:
 
 
 def test_dfl_top_bin_does_not_overflow() -> None:
+    # The detection loss never sends the top bin itself (its targets stop at reg_max - 0.1, see
+    # below); a direct caller may, and must get plain cross-entropy on that bin.
     pred = torch.tensor([LOGITS])
     loss = distribution_focal_loss(pred, torch.tensor([4.0]))
     torch.testing.assert_close(loss, torch.tensor(-_log_softmax(LOGITS)[4]))
+
+
+def test_dfl_target_of_a_far_side_is_the_reference_clamp() -> None:
+    # As in the reference ZeroHead, a side at or beyond reg_max strides is encoded as
+    # reg_max - 0.1 (and a side behind the point as 0), so DFL puts 90% of its weight on the
+    # top bin and 10% on the one below.
+    reg_max = len(LOGITS) - 1
+    points = torch.tensor([[10.0, 10.0]])
+    boxes = torch.tensor([[-30.0, 12.0, 12.5, 14.0]])  # left 40 > reg_max, top behind the point
+    target = bbox2distance(points, boxes, float(reg_max))
+    torch.testing.assert_close(target, torch.tensor([[reg_max - 0.1, 0.0, 2.5, 4.0 - 0.1]]))
+    logp = _log_softmax(LOGITS)
+    loss = distribution_focal_loss(torch.tensor([LOGITS]), target[:, 0])
+    torch.testing.assert_close(loss, torch.tensor(-(0.1 * logp[3] + 0.9 * logp[4])))
 
 
 def test_dfl_minimum_is_at_the_two_bracketing_bins() -> None:

@@ -86,14 +86,22 @@ def distance2bbox(points: Tensor, distance: Tensor) -> Tensor:
     return torch.cat([top_left, bottom_right], dim=-1)
 
 
+# Gap kept below the top bin when clamping DFL targets: the reference ZeroHead clamps its
+# targets to ``reg_max - 0.1`` (its ``bbox2distance`` default), which the released models were
+# trained with.
+DFL_TARGET_EPS = 0.1
+
+
 def bbox2distance(
-    points: Tensor, boxes: Tensor, max_dist: float | None = None, eps: float = 0.01
+    points: Tensor, boxes: Tensor, max_dist: float | None = None, eps: float = DFL_TARGET_EPS
 ) -> Tensor:
     """Encode xyxy ``boxes[N, 4]`` as ``(l, t, r, b)`` distances from ``points[N, 2]``.
 
     This is the inverse of :func:`distance2bbox` and produces DFL targets. With ``max_dist`` the
     distances are clamped to ``[0, max_dist - eps]``: DFL spreads each target over the two bins
     around it, and the ``eps`` keeps the right-hand bin index inside the ``max_dist + 1`` bins.
+    The default ``eps`` is the reference's 0.1, so a side at or beyond ``max_dist`` strides gets
+    the target ``max_dist - 0.1``: 90% of its weight on the top bin, 10% on the one below.
     """
     lt = points - boxes[:, :2]
     rb = boxes[:, 2:] - points
