@@ -38,6 +38,8 @@ def infer(
     batch: Annotated[int | None, typer.Option(help="Images per request.")] = None,
 ) -> None:
     """Detect objects in images with a model deployed on Triton (gRPC)."""
+    if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
+        raise ValueError(f"--conf must be a score threshold in [0, 1], got {conf}")
     from damo_core.eval import draw_detections
     from damo_core.serve.client import TritonDetector, detections_json
 
@@ -96,13 +98,23 @@ def local(
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port.")] = 8002,
     log: Annotated[Path | None, typer.Option(help="Server log file (default: temporary).")] = None,
 ) -> None:
-    """Run the CPU Triton server on 127.0.0.1 in the foreground, every model loaded."""
+    """Run the CPU Triton server on 127.0.0.1 in the foreground, every model loaded.
+
+    Its model-repository API (load/unload, which can run code sent in a request) needs the
+    admin key: DAMO_TRITON_ADMIN_KEY if set, else a random key printed here for deploy.
+    """
+    from damo_core.serve.admin import ADMIN_KEY_ENV
     from damo_core.serve.local_server import LocalTriton
 
     with LocalTriton(repo, load=["*"], ports=(grpc_port, http_port, metrics_port),
                      log_path=log) as server:
         typer.echo(f"Triton ready: grpc {server.grpc_url}, http {server.http_url}, "
                    f"metrics {server.metrics_url}; log {server.log_path}; Ctrl-C stops it")
+        if server.key_generated:  # a key the user chose is not echoed into terminal logs
+            typer.echo(f"model-repository API key, for `damo serve deploy --url` in another "
+                       f"shell: export {ADMIN_KEY_ENV}={server.admin_key}")
+        else:
+            typer.echo(f"model-repository API key: the one in {ADMIN_KEY_ENV}")
         try:
             server.wait()
         except KeyboardInterrupt:
@@ -119,7 +131,11 @@ def deploy(
     variant: Annotated[str, typer.Option(help="python (local CPU server) or native.")] = "python",
     max_batch: Annotated[int, typer.Option(help="max_batch_size of the models.")] = 8,
 ) -> None:
-    """Add an export to a model repository as a new version and load it (with rollback)."""
+    """Add an export to a model repository as a new version and load it (with rollback).
+
+    Loading needs the server's admin key in DAMO_TRITON_ADMIN_KEY (`damo serve local` prints
+    it; on the cluster it is the Secret damo-triton-admin).
+    """
     from damo_core.serve.deploy import deploy as run
     from damo_core.serve.errors import DeployError
     from damo_core.serve.model_config import ServingOptions

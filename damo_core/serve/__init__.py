@@ -7,6 +7,8 @@
 * :mod:`~damo_core.serve.deploy` loads a new version through the repository API and rolls
   back when it does not load or answer (repository in a directory or, through
   :mod:`~damo_core.serve.remote_repo`, on S3/MinIO);
+* :mod:`~damo_core.serve.admin` keeps the repository API (which can run code sent to the
+  server) behind a key: the header, env var and flags shared by server, clients and manifests;
 * :mod:`~damo_core.serve.client` is ``damo infer``; :mod:`~damo_core.serve.bench` is
   ``damo serve-bench``.
 

@@ -22,6 +22,7 @@ import torch
 
 from damo_core.eval.postprocess import Detections
 from damo_core.export.common import require
+from damo_core.serve import admin
 from damo_core.serve import model_config as mc
 from damo_core.serve.codec import pad_batch, read_image_bytes
 from damo_core.serve.errors import (
@@ -54,17 +55,29 @@ class TritonDetector:
                 "start one with: damo serve local --repo DIR") from None
         if not ready:
             raise UnknownModelError(f"model {model!r} is not ready on the Triton server at "
-                                    f"{url}; models there: {self.server_models()}")
+                                    f"{url}; {self._models_there()}")
         config = self.client.get_model_config(model, as_json=True,
                                               client_timeout=timeout)["config"]
         self.max_batch_size = int(config.get("max_batch_size", 0)) or 1
         self.class_names = self._class_names()
 
     def server_models(self) -> list[str]:
-        """``name (STATE)`` for every model in the server's repository."""
-        index = self.client.get_model_repository_index(as_json=True,
-                                                       client_timeout=self.timeout)
+        """``name (STATE)`` for every model in the server's repository (the repository index
+        is an admin API: this needs the server's key, see :mod:`damo_core.serve.admin`)."""
+        index = self.client.get_model_repository_index(
+            as_json=True, headers=admin.grpc_headers(admin.key_for(self.url)),
+            client_timeout=self.timeout)
         return [f"{m['name']} ({m.get('state', 'UNAVAILABLE')})" for m in index.get("models", [])]
+
+    def _models_there(self) -> str:
+        """The model list for an error message, or how to get it when the key is missing
+        (inference clients need no key, so its absence must not hide the real error)."""
+        try:
+            return f"models there: {self.server_models()}"
+        except Exception as err:
+            if not admin.is_refusal(err):
+                raise
+            return f"set {admin.ADMIN_KEY_ENV} to list the models there"
 
     def _class_names(self) -> list[str] | None:
         """From the postprocess model's parameters (written by the repository writer)."""

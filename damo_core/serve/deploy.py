@@ -9,6 +9,10 @@ serves exactly ``v+1`` and that the ensemble answers a generated image with well
 detections. If any of that fails, the new version is removed, the previous configs are
 restored and only what the server now has wrong is reloaded, so the previous version keeps
 (or goes back to) serving, and :class:`DeployError` says why.
+
+The repository API needs the server's admin key (:mod:`~damo_core.serve.admin`); deploy
+checks that the server accepts the key it has before writing anything, so a missing or
+wrong key is one line (:class:`AdminKeyError`, naming the env var) and no half-done deploy.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from damo_core.serve import admin
 from damo_core.serve import model_config as mc
 from damo_core.serve.client import TritonDetector, grpc_module
-from damo_core.serve.errors import DeployError, ServerUnavailableError
+from damo_core.serve.errors import AdminKeyError, DeployError, ServerUnavailableError
 from damo_core.serve.exported import ExportedModel
 from damo_core.serve.remote_repo import StagedRepository, is_remote
 from damo_core.serve.repository import (
@@ -38,17 +43,19 @@ from damo_core.serve.repository import (
 
 def deploy(exported_dir: str | Path, repo: str | Path, url: str | None = None, *,
            metadata: Mapping[str, Any] | None = None, variant: str = "python",
-           options: mc.ServingOptions | None = None, timeout: float = 120.0) -> dict[str, Any]:
+           options: mc.ServingOptions | None = None, timeout: float = 120.0,
+           admin_key: str | None = None) -> dict[str, Any]:
     """Add the export in ``exported_dir`` to ``repo`` (a directory or ``s3://bucket/prefix``)
     and, with ``url`` (``host:grpc_port``), load it on that server.
 
     Returns the deployment record (model, version, previous version, repo, url, status
     ``written`` or ``serving``); raises :class:`DeployError` after a rollback. ``metadata`` is
-    the export step's artifact metadata.
+    the export step's artifact metadata. ``admin_key``: the server's repository-API key
+    (default: :func:`damo_core.serve.admin.key_for`, i.e. a local server's or the env var's).
     """
     model = ExportedModel.from_dir(exported_dir, metadata)
     names = mc.ModelNames(model.model_name)
-    client = _connect(url, timeout) if url else None
+    client = _connect(url, timeout, admin.key_for(url, admin_key)) if url else None
     staged = StagedRepository(str(repo), names) if is_remote(str(repo)) else None
     try:
         if staged is not None:
@@ -103,13 +110,22 @@ def _deploy(model: ExportedModel, root: Path, client: Any, url: str | None,
     return result
 
 
-def _connect(url: str, timeout: float) -> Any:
-    client = grpc_module().InferenceServerClient(url)
+def _connect(url: str, timeout: float, key: str | None) -> Any:
+    """A client whose repository calls carry ``key``, once the server has accepted it (the
+    repository index is the harmless call of the restricted API)."""
+    client = admin.KeyedClient(grpc_module().InferenceServerClient(url), key)
     try:
         client.is_server_ready(client_timeout=min(timeout, 10.0))
     except Exception as err:  # noqa: BLE001 - any gRPC failure means: no server there
         raise ServerUnavailableError(f"no Triton server answers at {url} ({err}); nothing "
                                      "was written or deployed") from None
+    try:
+        client.get_model_repository_index(client_timeout=min(timeout, 10.0))
+    except Exception as err:
+        if admin.is_refusal(err):
+            raise AdminKeyError(f"{admin.refusal_message(url, key)}; nothing was written or "
+                                "deployed") from None
+        raise
     return client
 
 

@@ -28,6 +28,11 @@ class ServerUnavailableError(BackendUnavailableError):
     """No Triton server answers at the URL (down, wrong port); the message names the URL."""
 
 
+class AdminKeyError(ValueError):
+    """The server refused its model-repository API: no admin key or a wrong one. A user can
+    fix that (the message names the env var to set), so the CLI prints one line for it."""
+
+
 class TritonStartError(RuntimeError):
     """The local ``tritonserver`` exited or did not become ready in time (log tail inside)."""
 

@@ -8,7 +8,12 @@ wrapper does not start on Python 3.11.7, so :class:`LocalTriton` drives the bina
 * a backend directory is assembled in a temporary directory: ``python/`` with
   ``libtriton_python.so`` and the stub built for this Python version;
 * the server binds 127.0.0.1 only, on free ports, in explicit model-control mode (models are
-  loaded and unloaded through the repository API, which is what deploy uses).
+  loaded and unloaded through the repository API, which is what deploy uses);
+* that API, which can run Python sent in a request, needs the admin key
+  (:mod:`~damo_core.serve.admin`): ``DAMO_TRITON_ADMIN_KEY`` when set, else a random one per
+  server. Deploy code in this process finds it by the server's URL; child processes (the
+  KFP local runner's steps) through the env var, which the server sets while it runs if it
+  was unset.
 
 Start-up is bounded (``startup_timeout``) and a failure raises with the server log's tail;
 the context manager always stops the server and its backend stubs.
@@ -33,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 from damo_core.export.common import BackendUnavailableError
+from damo_core.serve import admin
 from damo_core.serve.errors import TritonStartError
 
 HOST = "127.0.0.1"
@@ -98,16 +104,23 @@ class LocalTriton:
     empty: none, deploy loads them later). ``ports`` = (gRPC, HTTP, metrics); ``None`` picks
     free ones (and retries if another process grabs one first). The server's log goes to
     ``log_path`` (default: a file in the server's temporary directory, removed on stop).
+    ``admin_key`` guards the model-repository API (default: the env var's, else random);
+    ``key_generated`` says whether nobody chose it (``damo serve local`` then prints it).
     """
 
     def __init__(self, repo: str | Path, *, load: Sequence[str] = (),
                  ports: tuple[int, int, int] | None = None, startup_timeout: float = 120.0,
-                 log_path: str | Path | None = None, extra_args: Sequence[str] = ()) -> None:
+                 log_path: str | Path | None = None, extra_args: Sequence[str] = (),
+                 admin_key: str | None = None) -> None:
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
             raise FileNotFoundError(f"model repository {self.repo} does not exist")
         self.load, self.startup_timeout = tuple(load), startup_timeout
         self.extra_args = tuple(extra_args)
+        chosen = admin_key or os.environ.get(admin.ADMIN_KEY_ENV)
+        self.admin_key = admin.check_key(chosen or admin.new_key())
+        self.key_generated = not chosen
+        self._exported_key = False
         self._fixed_ports = ports
         self._log_arg = Path(log_path) if log_path else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -148,6 +161,7 @@ class LocalTriton:
                 try:
                     self._launch(backends)
                     self._wait_ready()
+                    self._share_key()
                     return self
                 except TritonStartError as err:
                     self._terminate()
@@ -167,7 +181,8 @@ class LocalTriton:
                 f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
                 f"--http-address={HOST}", f"--http-port={self.http_port}",
                 f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
-                "--allow-gpu-metrics=false", "--exit-timeout-secs=5", *self.extra_args]
+                "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
+                *admin.server_args(self.admin_key), *self.extra_args]
         env = {**os.environ, "LD_LIBRARY_PATH": library_path()}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
@@ -193,6 +208,19 @@ class LocalTriton:
         raise TritonStartError(f"tritonserver was not ready within {self.startup_timeout:.0f} s; "
                                f"log tail:\n{self.log_tail()}")
 
+    def _share_key(self) -> None:
+        """Hand the key to deploy code: by URL in this process, by env var to children."""
+        admin.remember((self.grpc_url, self.http_url), self.admin_key)
+        if admin.ADMIN_KEY_ENV not in os.environ:
+            os.environ[admin.ADMIN_KEY_ENV] = self.admin_key
+            self._exported_key = True
+
+    def _unshare_key(self) -> None:
+        admin.forget((self.grpc_url, self.http_url))
+        if self._exported_key and os.environ.get(admin.ADMIN_KEY_ENV) == self.admin_key:
+            del os.environ[admin.ADMIN_KEY_ENV]
+        self._exported_key = False
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -212,6 +240,7 @@ class LocalTriton:
 
     def stop(self) -> None:
         """Stop the server (graceful, then forced) and delete its temporary files."""
+        self._unshare_key()
         self._terminate()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -20,7 +20,8 @@ from damo_core.metrics.dashboards import DATASOURCE
 ROOT = Path(__file__).parents[2]
 OVERLAYS = ("dev", "prod")
 K8S_VERSIONS = ("1.31.0", "1.37.0")  # oldest supported and newest known; see manifests/README
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|TOKEN|ROOT_USER|ADMIN_USER", re.I)
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|TOKEN|ROOT_USER|ADMIN_USER|ADMIN_KEY",
+                         re.I)
 
 
 def kubectl() -> str:
@@ -60,7 +61,8 @@ def test_overlay_renders_and_validates(overlay, version):
     docs = render(overlay)
     kinds = {d["kind"] for d in docs}
     assert {"Namespace", "StatefulSet", "Job", "Deployment", "Service", "ConfigMap",
-            "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim"} <= kinds
+            "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim",
+            "NetworkPolicy"} <= kinds
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)  # raises with the field path
         assert doc["metadata"].get("namespace", "damo") == "damo"
