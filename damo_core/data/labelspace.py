@@ -23,13 +23,13 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from damo_core.data.errors import DatasetError
 from damo_core.data.formats.base import SourceClass
+from damo_core.resources import read_data_text
 
 __all__ = ["DROP", "PRESETS", "LabelSpace", "Proposal", "UnifiedClass", "load_preset",
            "normalise", "propose", "write_label_space"]
@@ -224,8 +224,7 @@ def load_preset(name: str) -> LabelSpace:
 
 def _preset_text(name: str) -> str:
     """The preset file as shipped (with its provenance comments)."""
-    ref = resources.files("damo_core.data") / "label_spaces" / PRESETS[name]
-    return ref.read_text(encoding="utf-8")
+    return read_data_text("data", "label_spaces", PRESETS[name])
 
 
 # -- proposal ---------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from damo_core.resources import data_file, data_names, data_path
+
+# The bundled configs (package data damo_core/configs/*.yaml), through importlib.resources.
+CONFIG_DIR = data_file("configs")
 _TOP_LEVEL = {"name", "image_size", "num_classes", "backbone", "neck", "head", "expect",
               "description"}
 _REQUIRED = {"name", "image_size", "num_classes", "backbone", "neck", "head"}
@@ -41,7 +44,7 @@ class ModelConfig:
 
 def list_models() -> list[str]:
     """Names of the bundled model configs (a NAS result dropped into configs/ shows up here)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return data_names("configs", suffix=".yaml")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -50,9 +53,8 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
         return path
     if path.suffix in (".yaml", ".yml"):
         raise ConfigError(f"model config file {path} does not exist")
-    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
+    if data_file("configs", f"{name_or_path}.yaml").is_file():
+        return data_path("configs", f"{name_or_path}.yaml")
     known = list_models()
     hint = difflib.get_close_matches(str(name_or_path), known, n=1)
     suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
