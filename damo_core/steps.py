@@ -219,18 +219,65 @@ def benchmark_step(exported_dir: str | Path, *, fmt: str, image_size: int, batch
     return result
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_gate_thresholds(map_floor: float, latency_budget_ms: float | None, *,
+                          names: tuple[str, str] = ("map_floor", "latency_budget_ms")) -> None:
+    """Reject a gate that could not mean anything: a floor outside [0, 1] (NaN included, which
+    every comparison would wave through) or a budget that is not a finite number of ms > 0.
+    ``None`` is no budget. ``names`` are what the caller calls the two (CLI options, component
+    parameters), so the one-line ``ValueError`` points at what to fix."""
+    import math
+
+    floor_name, budget_name = names
+    if not _is_number(map_floor) or not 0.0 <= map_floor <= 1.0:
+        raise ValueError(f"{floor_name} must be a number in [0, 1], got {map_floor!r}")
+    if latency_budget_ms is not None and not (
+            _is_number(latency_budget_ms) and math.isfinite(latency_budget_ms)
+            and latency_budget_ms > 0):
+        raise ValueError(f"{budget_name} must be a finite number of ms > 0, "
+                         f"got {latency_budget_ms!r}")
+
+
 def gate(metrics: dict[str, float], latency_ms: float | None, *, map_floor: float,
-         latency_budget_ms: float, metric: str = "AP50") -> tuple[bool, str]:
-    """Deploy only what is accurate enough and fast enough; the reason is logged either way."""
+         latency_budget_ms: float | None, metric: str = "AP50") -> tuple[bool, str]:
+    """Deploy only what is accurate enough and fast enough; the reason is logged either way.
+
+    A measured value that is not a finite number (a diverged training's NaN mAP, a broken
+    benchmark's NaN or infinite latency) is a FAIL naming it: NaN compares false with
+    everything, so without this it would pass. A floor or budget that is not a sensible number
+    is the caller's mistake, a ``ValueError`` (see :func:`check_gate_thresholds`);
+    ``latency_budget_ms=None`` means no latency budget.
+    """
+    import math
+
+    check_gate_thresholds(map_floor, latency_budget_ms)
     value = metrics.get(metric)
     if value is None:
         return False, f"no {metric} in the evaluation metrics {sorted(metrics)}"
+    if not _is_number(value):
+        return False, f"{metric} is {value!r}, not a number"
+    if not math.isfinite(value):
+        return False, f"{metric} is {value}, not a finite number (did the training diverge?)"
+    if not 0.0 <= value <= 1.0:
+        return False, f"{metric} {value} is outside [0, 1]"
     if value < map_floor:
         return False, f"{metric} {value:.4f} is below the floor {map_floor:.4f}"
-    if latency_ms is not None and latency_ms > latency_budget_ms:
-        return False, f"latency {latency_ms:.2f} ms exceeds the budget {latency_budget_ms:.2f} ms"
+    if latency_ms is not None:
+        if not _is_number(latency_ms):
+            return False, f"latency is {latency_ms!r}, not a number"
+        if not math.isfinite(latency_ms):
+            return False, f"latency is {latency_ms} ms, not a finite number"
+        if latency_ms < 0:
+            return False, f"latency {latency_ms} ms is negative"
+        if latency_budget_ms is not None and latency_ms > latency_budget_ms:
+            return False, (f"latency {latency_ms:.2f} ms exceeds the budget "
+                           f"{latency_budget_ms:.2f} ms")
     lat = "n/a" if latency_ms is None else f"{latency_ms:.2f} ms"
-    return True, f"{metric} {value:.4f} >= {map_floor:.4f} and latency {lat} within budget"
+    budget = "(no budget)" if latency_budget_ms is None else "within budget"
+    return True, f"{metric} {value:.4f} >= {map_floor:.4f} and latency {lat} {budget}"
 
 
 def preset_path(preset: str | None) -> Path | None:
@@ -240,11 +287,12 @@ def preset_path(preset: str | None) -> Path | None:
     path = Path(preset)
     if path.suffix in (".yaml", ".yml"):
         return path
-    bundled = Path(__file__).parent / "train" / "presets" / f"{preset}.yaml"
-    if not bundled.is_file():
-        known = sorted(p.stem for p in bundled.parent.glob("*.yaml"))
+    from damo_core.resources import data_file, data_names, data_path
+
+    if not data_file("train", "presets", f"{preset}.yaml").is_file():
+        known = data_names("train", "presets", suffix=".yaml")
         raise FileNotFoundError(f"unknown training preset {preset!r}; bundled: {known}")
-    return bundled
+    return data_path("train", "presets", f"{preset}.yaml")
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

@@ -9,6 +9,9 @@ def gate(model_name: str, ap50: float, latency_ms: float, map_floor: float,
          latency_budget_ms: float, verdict: Output[Artifact]) -> bool:
     """Pass a model on to deployment only if AP50 >= map_floor and latency <= budget.
 
+    NaN or infinite AP50 or latency is a FAIL; a map_floor outside [0, 1] or a
+    latency_budget_ms that is not a finite number > 0 fails the step (before any deploy).
+
     The decision is the single return value (``Output``), which ``dsl.If`` tests; the reason
     goes to the step's log and the ``verdict`` artifact's metadata. (A named output would read
     more nicely, but KFP's local runner resolves conditions only on ``Output``.)
@@ -18,8 +21,14 @@ def gate(model_name: str, ap50: float, latency_ms: float, map_floor: float,
     """
     from damo_core.steps import gate as check
 
-    ok, why = check({"AP50": ap50}, latency_ms, map_floor=map_floor,
-                    latency_budget_ms=latency_budget_ms)
+    # a floor outside [0, 1] or a budget that is not a finite ms > 0 (NaN included) raises
+    # ValueError: the step fails there, so nothing after it (deploy) runs; a NaN/inf AP50 or
+    # latency is a FAIL verdict
+    try:
+        ok, why = check({"AP50": ap50}, latency_ms, map_floor=map_floor,
+                        latency_budget_ms=latency_budget_ms)
+    except ValueError as err:
+        raise ValueError(f"gate {model_name}: bad request: {err}") from None
     reason = f"{model_name}: {'PASS' if ok else 'FAIL'}: {why}"
     print(f"gate {reason}")
     verdict.metadata.update({"model_name": model_name, "passed": ok, "reason": reason})

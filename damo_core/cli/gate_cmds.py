@@ -3,7 +3,9 @@
 Reads what ``damo eval --out`` and ``damo bench --out`` wrote (or plain numbers) and applies
 :func:`damo_core.steps.gate`, the same rule the pipeline's gate step applies. Exit status 0
 means deploy, 1 means do not (like a failing test, so ``damo gate ... && damo serve deploy``
-works), 2 a bad request.
+works), 2 a bad request. A measured value that is not a finite number (NaN mAP from a diverged
+training, NaN or infinite latency) is a FAIL; a floor outside [0, 1] or a budget that is not a
+finite number of ms > 0 is a bad request.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def bench_latency(path: Path, target: str | None) -> float:
         raise ValueError(f"{path}: pick one row with --format (rows: {have}); got "
                          f"{target or 'none'}")
     p50 = chosen[0].get("p50_ms")
-    if not isinstance(p50, int | float):
+    # NaN and Infinity (which Python's json reads) pass through: the gate FAILs them by name
+    if isinstance(p50, bool) or not isinstance(p50, int | float):
         raise ValueError(f"{path}: field rows[].p50_ms must be a number, got {p50!r}")
     return float(p50)
 
@@ -42,8 +45,9 @@ def bench_latency(path: Path, target: str | None) -> float:
 @exit_on_user_error
 def gate(
     map_floor: Annotated[float, typer.Option("--map-floor", help="Lowest metric to deploy.")],
-    latency_budget_ms: Annotated[float, typer.Option(
-        "--latency-budget-ms", help="Highest p50 latency to deploy.")] = float("inf"),
+    latency_budget_ms: Annotated[float | None, typer.Option(
+        "--latency-budget-ms", help="Highest p50 latency to deploy (ms > 0; none if not given)."
+    )] = None,
     eval_json: Annotated[Path | None, typer.Option(
         "--eval", help="Metrics JSON from damo eval --out.")] = None,
     metric_value: Annotated[float | None, typer.Option(
@@ -57,8 +61,11 @@ def gate(
         "--latency-ms", help="p50 latency instead of --bench.")] = None,
 ) -> None:
     """Deploy or not: METRIC >= --map-floor and p50 latency <= --latency-budget-ms."""
+    from damo_core.steps import check_gate_thresholds
     from damo_core.steps import gate as check
 
+    check_gate_thresholds(map_floor, latency_budget_ms,
+                          names=("--map-floor", "--latency-budget-ms"))
     if (eval_json is None) == (metric_value is None):
         raise ValueError("give the metric as exactly one of --eval FILE or --value NUMBER")
     if bench_json is not None and latency_ms is not None:
