@@ -27,6 +27,12 @@ from components.report.component import report
 from components.train_teacher.component import train_teacher
 from components.unify_dataset.component import unify_dataset
 from damo_core.cluster.placement import WORKSPACE
+from damo_core.serve.admin import (
+    ADMIN_KEY_ENV,
+    ADMIN_KEY_SECRET,
+    ADMIN_KEY_SECRET_KEY,
+    DEPLOYER_POD_LABEL,
+)
 
 PIPELINE_NAME = "damo-yolo"
 SIZES = ("L", "M", "S", "T")  # distillation order: each size teaches the next
@@ -62,6 +68,15 @@ def _gpu_step(task: dsl.PipelineTask, gpus: int | PipelineChannel,
     kubernetes.add_node_selector(task, label_key="nvidia.com/gpu.present", label_value="true")
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists",
                               effect="NoSchedule")
+    return task
+
+
+def _deployer(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """The one step that may change what Triton serves: the label Triton's NetworkPolicy admits
+    and the key of its restricted repository API (manifests/base/triton*.yaml)."""
+    kubernetes.add_pod_label(task, *DEPLOYER_POD_LABEL)
+    kubernetes.use_secret_as_env(task, secret_name=ADMIN_KEY_SECRET,
+                                 secret_key_to_env={ADMIN_KEY_SECRET_KEY: ADMIN_KEY_ENV})
     return task
 
 
@@ -135,9 +150,9 @@ def damo_pipeline(
                                latency_budget_ms=latency_budget_ms))
         gated.set_display_name(f"gate {size}")
         with dsl.If(gated.outputs["Output"] == True, name=f"gate {size} passed"):  # noqa: E712
-            _cpu_step(deploy_triton(
+            _deployer(_cpu_step(deploy_triton(
                 exported=exported.outputs["exported"], repository=triton_repository,
-                url=triton_url, variant=triton_variant)).set_display_name(f"deploy {size}")
+                url=triton_url, variant=triton_variant))).set_display_name(f"deploy {size}")
     _cpu_step(report(**{f"eval_{k.lower()}": v.outputs["metrics"] for k, v in scores.items()},
                      **{f"bench_{k.lower()}": v.outputs["metrics"] for k, v in timings.items()}
                      )).set_display_name("report: latency vs mAP")

@@ -51,13 +51,23 @@ def check_parameters(params: dict[str, Any], known: dict[str, Any], source: str)
                          f"takes {sorted(known)} (see `damo pipeline params`)")
 
 
+class KfpUnavailableError(ValueError):
+    """No KFP API server answers at the host (down, wrong URL, no route); names the host."""
+
+
 def client(host: str, token: str | None = None, namespace: str | None = None) -> Any:
     import kfp
+    from urllib3.exceptions import HTTPError
 
     kwargs: dict[str, Any] = {"host": host, "existing_token": token}
     if namespace:
         kwargs["namespace"] = namespace
-    return kfp.Client(**kwargs)
+    try:
+        return kfp.Client(**kwargs)  # checks the server's health endpoint
+    except (HTTPError, OSError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise KfpUnavailableError(f"no Kubeflow Pipelines API answers at {host} ({reason}); "
+                                  "check --host and that the cluster is reachable") from None
 
 
 def submit(host: str, params: dict[str, Any] | None = None, *, experiment: str | None = None,

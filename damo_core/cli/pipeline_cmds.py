@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -28,13 +27,15 @@ pipeline_app = typer.Typer(help="The Kubeflow pipeline: compile, run locally, su
                            no_args_is_help=True)
 
 
-def _params(path: Path | None, pairs: list[str] | None) -> dict:
+def _params(path: Path | None, pairs: list[str] | None,
+            base: dict[str, Any] | None = None) -> dict:
+    """The params file and key=value pairs, checked as the run would check them (``base``: the
+    defaults they override, e.g. the local run's)."""
     from damo_core.train.config import parse_overrides
+    from pipelines.params import read_params_file, validate_params
 
-    params = yaml.safe_load(path.read_text()) if path else {}
-    if not isinstance(params, dict):
-        raise ValueError(f"{path}: pipeline parameters must be a mapping")
-    return {**params, **parse_overrides(pairs or [])}
+    params = {**(read_params_file(path) if path else {}), **parse_overrides(pairs or [])}
+    return validate_params(params, str(path) if path else "parameters", base)
 
 
 @pipeline_app.command("compile")
@@ -58,9 +59,9 @@ def run(
     """Run the whole DAG locally (KFP local runner, local artifacts, CPU, synthetic data)."""
     if not local:
         raise ValueError("only --local runs here; use `damo pipeline submit` for a cluster")
-    from pipelines.local_run import run_local, summary_rows
+    from pipelines.local_run import LOCAL_PARAMS, run_local, summary_rows
 
-    result = run_local(_params(params, overrides), root)
+    result = run_local(_params(params, overrides, LOCAL_PARAMS), root)
     typer.echo(f"pipeline finished in {result.seconds / 60:.1f} min; artifacts under "
                f"{result.run_dir}")
     for rec in result.tasks:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 import yaml
 
 from damo_core.models.config import ConfigError, matches_type
+from damo_core.resources import data_file, read_data_text
 
-DEFAULTS = Path(__file__).with_name("default.yaml")
+# Shipped as package data (damo_core/train/default.yaml), read through importlib.resources.
+DEFAULTS = data_file("train", "default.yaml")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def load_train_config(
     file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
-    values: dict[str, Any] = yaml.safe_load(DEFAULTS.read_text())
+    values: dict[str, Any] = yaml.safe_load(read_data_text("train", "default.yaml"))
     layers: list[tuple[str, dict[str, Any]]] = []
     if file is not None:
         loaded = yaml.safe_load(Path(file).read_text()) or {}
@@ -90,5 +93,42 @@ def load_train_config(
                 value = int(value)  # JSON/protobuf transports (KFP parameters) turn 4 into 4.0
             if not matches_type(value, hints[key]):
                 raise ConfigError(f"{source}: setting '{key}' = {value!r} has the wrong type")
+            check_range(key, value, source)
             values[key] = value
     return TrainConfig(**values)
+
+
+# Settings whose type alone admits values that train nonsense (batch 0 trains at learning rate
+# 0, epochs 0 writes an untrained best.pt): (low, high, low inclusive, high inclusive).
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "epochs": (1, math.inf, True, False),
+    "batch": (1, math.inf, True, False),
+    "img_size": (32, math.inf, True, False),
+    "lr_per_image": (0, math.inf, False, False),
+    "momentum": (0, 1, True, False),
+    "weight_decay": (0, math.inf, True, False),
+    "warmup_epochs": (0, math.inf, True, False),
+    "no_aug_epochs": (0, math.inf, True, False),
+    "min_lr_ratio": (0, 1, True, True),
+    "ema_decay": (0, 1, True, False),
+    "ema_tau": (0, math.inf, False, False),
+    "grad_clip": (0, math.inf, True, False),
+    "workers": (0, math.inf, True, False),
+    "precise_bn_batches": (0, math.inf, True, False),
+    "eval_interval": (1, math.inf, True, False),
+    "score_threshold": (0, 1, True, True),
+}
+
+
+def check_range(key: str, value: Any, source: str) -> None:
+    """A number outside the setting's meaningful range (NaN included) is a ConfigError."""
+    if key not in _RANGES or value is None or isinstance(value, bool):
+        return
+    low, high, low_in, high_in = _RANGES[key]
+    ok = (value >= low if low_in else value > low) and (value <= high if high_in else value < high)
+    if not ok:  # NaN fails every comparison, so it lands here too
+        lo, hi = "[" if low_in else "(", "]" if high_in else ")"
+        raise ConfigError(f"{source}: setting '{key}' = {value!r} is out of range "
+                          f"{lo}{low:g}, {high:g}{hi}")
+    if key == "img_size" and value % 32:
+        raise ConfigError(f"{source}: setting 'img_size' = {value} must be a multiple of 32")

@@ -133,6 +133,11 @@ class Trainer:
         pre-emptible job), leaving ``last.pt`` to resume from."""
         if resume:
             self.resume()
+        elif self.last_path.exists():
+            # Starting over would truncate results.csv and later replace last.pt/best.pt.
+            raise FileExistsError(f"{self.out_dir} already holds a training run "
+                                  f"({self.last_path.name}); pass --resume to continue it, or "
+                                  "choose another --out")
         elif self.env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_csv_header()

@@ -123,3 +123,20 @@ def test_no_model_deploys_without_passing_its_gate(ir):
         assert _producer(latency, "exported") == export_name
         deployed_models.add(_model_of(spec, _producer(tasks[export_name], "model")))
     assert deployed_models == {"model_l", "model_m", "model_s", "model_t"}
+
+
+def test_only_the_deploy_step_may_change_what_triton_serves(ir):
+    """The deploy executor alone carries the pod label Triton's NetworkPolicy admits and the
+    repository-API key from its Secret (manifests/base/triton*.yaml)."""
+    _, _, platform = ir
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    deploy = k8s["exec-deploy-triton"]
+    assert deploy["podMetadata"]["labels"] == {"damo-yolo/triton-deployer": "true"}
+    keyed = [s for s in deploy["secretAsEnv"] if s["secretName"] == "damo-triton-admin"]
+    assert [e["envVar"] for e in keyed[0]["keyToEnv"]] == ["DAMO_TRITON_ADMIN_KEY"]
+    for name, executor in k8s.items():
+        if not name.startswith("exec-deploy-triton"):
+            assert "damo-yolo/triton-deployer" not in executor.get("podMetadata", {}).get(
+                "labels", {}), name
+            assert all(s["secretName"] != "damo-triton-admin"
+                       for s in executor.get("secretAsEnv", [])), name
