@@ -1,7 +1,8 @@
 """Encoded image bytes in and out: what travels in the ensemble's ``IMAGE`` tensor.
 
-Decoding goes through the project's :func:`~damo_core.eval.preprocess.load_image` (PIL, RGB
-conversion), so the server decodes exactly as ``damo predict`` reads files.
+Decoding goes through the project's one decoder (:mod:`damo_core.data.images`: RGB and 16-bit
+conversion, the pixel cap read from the header), so the server decodes exactly as ``damo
+predict`` reads files and refuses an oversized image before spending time on its pixels.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from damo_core.eval.preprocess import load_image
+from damo_core.data.images import ImageDecodeError, load_rgb_array
 from damo_core.serve.errors import NotAnImageError
 
 
@@ -21,9 +22,9 @@ def decode_image(data: bytes | np.ndarray, name: str = "image") -> np.ndarray:
     """``H×W×3`` uint8 RGB from encoded bytes (trailing zero padding is ignored)."""
     raw = data.tobytes() if isinstance(data, np.ndarray) else data
     try:
-        return load_image(io.BytesIO(raw))  # type: ignore[arg-type]  # PIL takes file objects
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise NotAnImageError(f"{name}: not a decodable image ({err})") from None
+        return load_rgb_array(raw, name)
+    except ImageDecodeError as err:
+        raise NotAnImageError(str(err)) from None
 
 
 def read_image_bytes(path: str | Path) -> bytes:

@@ -142,3 +142,12 @@ def test_predict_bad_image_is_one_line(weights: Path, tmp_path: Path, kind: str)
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.output.startswith(f"error: {path}")
     assert not (tmp_path / "out").exists()
+
+
+def test_serve_decoder_refuses_an_oversized_image_by_its_header() -> None:
+    """What Triton's preprocess model runs on each request's bytes."""
+    from damo_core.serve.codec import decode_image
+    from damo_core.serve.errors import NotAnImageError
+
+    with pytest.raises(NotAnImageError, match="^image 3 of the batch: .*over the 64 MP limit"):
+        decode_image(_png_header_only(12000, 12000), "image 3 of the batch")
