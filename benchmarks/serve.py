@@ -15,19 +15,32 @@ model has no detections (NMS does little); pass ``--weights best.pt`` for a trai
 
     python benchmarks/serve.py                         # damoyolo_ns, random init
     python benchmarks/serve.py --weights runs/train/best.pt --requests 200
+    python benchmarks/serve.py --soak 4 60             # 4 clients x 60 s: p50/p99, errors, RSS
+    python benchmarks/serve.py --soak 3 20 --oversized # + one client sending a 12000x12000 PNG
+
+Soak mode (bounded: N client threads for T seconds, each request one image, then it stops)
+prints p50/p99, request and error counts, and the resident memory of the server and its backend
+stubs at the start and the end. With ``--oversized`` the soak runs twice, without and with one
+extra client that sends a 12000x12000 PNG (140 KB encoded, 432 MB decoded) back to back: the
+well-behaved clients' p99 in both runs shows whether one hostile request stalls everyone.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import tempfile
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from damo_core.bench.latency import benchmark
+from damo_core.bench.latency import benchmark, host_info
 from damo_core.export.formats import export_model, load_source
 from damo_core.export.onnx import load_runner
 from damo_core.serve.bench import serve_bench
@@ -47,7 +60,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="in-process timed runs")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads, both")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--soak", type=int, nargs=2, metavar=("CLIENTS", "SECONDS"),
+                        help="soak mode instead of the latency table")
+    parser.add_argument("--oversized", action="store_true",
+                        help="with --soak: a second run with one client sending 12000x12000")
     args = parser.parse_args()
+    if args.soak:
+        clients, seconds = args.soak
+        if not (1 <= clients <= 64 and 1 <= seconds <= 3600):
+            parser.error("--soak takes 1-64 clients and 1-3600 seconds")
     torch.set_num_threads(args.threads)
     source = (load_source(args.weights) if args.weights else
               load_source(model_name=args.model))
@@ -75,6 +96,9 @@ def main() -> None:
         with LocalTriton(repo) as server:
             deploy(onnx.parent, repo, server.grpc_url,
                    options=ServingOptions(threads=args.threads))
+            if args.soak:
+                _soak_report(server, source.model.name, encoded, *args.soak, args.oversized)
+                return
             served = serve_bench(server.grpc_url, source.model.name, [encoded],
                                  concurrencies=args.concurrency, requests=args.requests)
     table = Table("path", "concurrency", "p50 ms", "p99 ms", "images/s",
@@ -92,6 +116,112 @@ def main() -> None:
           f"{c1.p50_ms / in_process.p50_ms:.2f}x the in-process full path, "
           f"{c1.p50_ms / ort_only.p50_ms:.2f}x the ORT detector alone "
           f"(+{c1.p50_ms - in_process.p50_ms:.2f} ms per request)")
+
+
+def _soak_report(server: LocalTriton, model: str, encoded: bytes, clients: int,
+                 seconds: int, oversized: bool) -> None:
+    runs = [("soak", None)]
+    if oversized:
+        runs.append(("soak + one 12000x12000 client", _huge_png(12000)))
+    table = Table("run", "clients", "requests", "errors", "p50 ms", "p99 ms", "hostile sent",
+                  "hostile refused", "server RSS MB start", "end",
+                  title=f"{model}: {clients} clients x {seconds} s per run on "
+                        f"{host_info()['cpu']} ({host_info()['cpu_count']} cores)")
+    for name, hostile in runs:
+        rss_start = _tree_rss_mb(server.pid)
+        stats = soak(server.grpc_url, model, encoded, clients=clients, seconds=seconds,
+                     hostile=hostile)
+        table.add_row(name, str(clients), str(stats["requests"]), str(stats["errors"]),
+                      f"{stats['p50_ms']:.2f}", f"{stats['p99_ms']:.2f}",
+                      str(stats["hostile_sent"]), str(stats["hostile_refused"]),
+                      f"{rss_start:.0f}", f"{_tree_rss_mb(server.pid):.0f}")
+    Console(width=160).print(table)
+
+
+def soak(url: str, model: str, encoded: bytes, *, clients: int, seconds: float,
+         hostile: bytes | None = None) -> dict[str, float]:
+    """``clients`` threads send ``encoded`` back to back for ``seconds`` (closed loop, bounded
+    in time); with ``hostile``, one more thread sends that image back to back meanwhile."""
+    from damo_core.serve.client import TritonDetector
+
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    latencies: list[float] = []
+    counts = {"errors": 0, "hostile_sent": 0, "hostile_refused": 0}
+
+    def client() -> None:
+        detector = TritonDetector(url, model)
+        try:
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                try:
+                    detector.detect_encoded([encoded])
+                except Exception:  # counted, the soak goes on
+                    with lock:
+                        counts["errors"] += 1
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+        finally:
+            detector.close()
+
+    def attacker() -> None:
+        assert hostile is not None
+        detector = TritonDetector(url, model)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    detector.detect_encoded([hostile])
+                except Exception:  # expected: the server refuses it
+                    with lock:
+                        counts["hostile_refused"] += 1
+                with lock:
+                    counts["hostile_sent"] += 1
+        finally:
+            detector.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    if hostile is not None:
+        threads.append(threading.Thread(target=attacker, daemon=True))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 120)  # a wedged server must not hang the benchmark
+    ms = np.array(latencies or [float("nan")]) * 1000
+    return {"requests": len(latencies), **counts, "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99))}
+
+
+def _huge_png(side: int) -> bytes:
+    """A real ``side``×``side`` PNG (flat grey compresses to ~140 KB at 12000²)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 90, 90)).save(buf, format="PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def _tree_rss_mb(pid: int | None) -> float:
+    """Resident memory of ``pid`` and all its descendants (Triton's Python backend stubs are
+    child processes), from /proc."""
+    if pid is None:
+        return float("nan")
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
 
 
 def _thresholds(model_name: str) -> dict[str, float | int]:
