@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from damo_core.serve.local_server import LocalTriton
+from damo_core.serve.local_server import LocalTriton, stop_on_signals
 from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
 from pipelines.progress import StepProgress, count_steps
 
@@ -63,7 +63,8 @@ def run_local(params: dict[str, Any] | None = None,
     repo.mkdir(exist_ok=True)
     # The deploy steps load models into a real Triton server on 127.0.0.1 (the CPU build from
     # the nvidia-pytriton wheel, Python-backend variant of the repository) for the whole run.
-    with LocalTriton(repo, log_path=root / "tritonserver.log") as server, \
+    # SIGTERM/SIGHUP stop it like Ctrl-C (process group killed, temporary directory removed).
+    with stop_on_signals(), LocalTriton(repo, log_path=root / "tritonserver.log") as server, \
             StepProgress(root, count_steps(_spec_dict())):
         damo_pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
                          "triton_url": server.grpc_url, "triton_variant": "python"})

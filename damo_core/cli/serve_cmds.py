@@ -104,21 +104,40 @@ def local(
     admin key: DAMO_TRITON_ADMIN_KEY if set, else a random key printed here for deploy.
     """
     from damo_core.serve.admin import ADMIN_KEY_ENV
-    from damo_core.serve.local_server import LocalTriton
+    from damo_core.serve.errors import TritonStartError
+    from damo_core.serve.local_server import LocalTriton, stop_on_signals
 
-    with LocalTriton(repo, load=["*"], ports=(grpc_port, http_port, metrics_port),
-                     log_path=log) as server:
-        typer.echo(f"Triton ready: grpc {server.grpc_url}, http {server.http_url}, "
-                   f"metrics {server.metrics_url}; log {server.log_path}; Ctrl-C stops it")
-        if server.key_generated:  # a key the user chose is not echoed into terminal logs
-            typer.echo(f"model-repository API key, for `damo serve deploy --url` in another "
-                       f"shell: export {ADMIN_KEY_ENV}={server.admin_key}")
-        else:
-            typer.echo(f"model-repository API key: the one in {ADMIN_KEY_ENV}")
+    # SIGTERM/SIGHUP stop the server like Ctrl-C: its process group is killed and its
+    # temporary directory removed before this process exits (128 + the signal's number).
+    with stop_on_signals():
+        server = LocalTriton(repo, load=["*"], ports=(grpc_port, http_port, metrics_port),
+                             log_path=log)
         try:
-            server.wait()
-        except KeyboardInterrupt:
-            typer.echo("stopping")
+            server.start()
+        except TritonStartError as err:
+            typer.secho(f"error: Triton did not start: {str(err).splitlines()[0]}",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+        try:
+            typer.echo(f"Triton ready (pid {server.pid}): grpc {server.grpc_url}, http "
+                       f"{server.http_url}, metrics {server.metrics_url}; log "
+                       f"{server.log_path}; Ctrl-C stops it")
+            if server.key_generated:  # a key the user chose is not echoed into terminal logs
+                typer.echo(f"model-repository API key, for `damo serve deploy --url` in "
+                           f"another shell: export {ADMIN_KEY_ENV}={server.admin_key}")
+            else:
+                typer.echo(f"model-repository API key: the one in {ADMIN_KEY_ENV}")
+            try:
+                code = server.wait()
+            except KeyboardInterrupt:
+                typer.echo("stopping")
+                return
+            last = server.log_tail(1).strip() or "(empty log)"
+            typer.secho(f"error: tritonserver exited unexpectedly with code {code} (last log "
+                        f"line: {last})", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        finally:
+            server.stop()
 
 
 @serve_app.command("deploy")

@@ -10,6 +10,10 @@ detections. If any of that fails, the new version is removed, the previous confi
 restored and only what the server now has wrong is reloaded, so the previous version keeps
 (or goes back to) serving, and :class:`DeployError` says why.
 
+A deploy that is killed outright cannot roll back, so one that loads first writes a journal
+(:mod:`~damo_core.serve.staging`): the next deploy of the model, and every local server
+start, undo a dead deploy's version and configs, so the previous version loads and serves.
+
 The repository API needs the server's admin key (:mod:`~damo_core.serve.admin`); deploy
 checks that the server accepts the key it has before writing anything, so a missing or
 wrong key is one line (:class:`AdminKeyError`, naming the env var) and no half-done deploy.
@@ -26,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from damo_core.serve import admin
+from damo_core.serve import admin, staging
 from damo_core.serve import model_config as mc
 from damo_core.serve.client import TritonDetector, grpc_module
 from damo_core.serve.errors import AdminKeyError, DeployError, ServerUnavailableError
@@ -71,12 +75,28 @@ def _deploy(model: ExportedModel, root: Path, client: Any, url: str | None,
             staged: StagedRepository | None, *, variant: str,
             options: mc.ServingOptions | None, timeout: float) -> dict[str, Any]:
     names = mc.ModelNames(model.model_name)
+    # A deploy killed before it finished left a journal: undo it before reading the state.
+    journal = staged is None and client is not None
+    if journal:
+        staging.recover(root, names.ensemble)
     versions = detector_versions(root, model.model_name)
     previous = versions[-1] if versions else None
     snapshot = {name: _read(root / name / CONFIG) for name in names.all}
-    entry = write_repository(model, root, variant=variant, options=options)
+    version = (previous or 0) + 1
+    if journal:  # loading follows: until it is proven, a restart must not serve it
+        journal_file = staging.write_journal(
+            root, names.ensemble, version=version, previous=previous, models=names.all,
+            detector=names.detector, configs=snapshot)
+    try:
+        entry = write_repository(model, root, variant=variant, options=options,
+                                 version=version)
+    except Exception:
+        if journal:
+            staging.undo(root, journal_file)
+        raise
     if staged is not None:
         staged.push(entry)
+    staging.fault_point("written")
     result: dict[str, Any] = {
         "model_name": names.ensemble, "version": entry.version, "previous_version": previous,
         "repo": staged.uri if staged else str(root.resolve()), "url": url, "variant": variant,
@@ -96,6 +116,8 @@ def _deploy(model: ExportedModel, root: Path, client: Any, url: str | None,
         reason = f"{type(err).__name__}: {err}"
         restored = _roll_back(client, root, names, entry.version_dir, snapshot, previous,
                               sync_remote)
+        if journal:
+            journal_file.unlink(missing_ok=True)  # the repository is back as it was
         result.update(status="rolled_back" if restored else "rollback_failed", error=reason,
                       serving_version=previous if restored else None)
         if not restored:
@@ -106,6 +128,8 @@ def _deploy(model: ExportedModel, root: Path, client: Any, url: str | None,
                                          else "nothing was deployed")
         raise DeployError(f"deploying {names.ensemble} version {entry.version} to {url} "
                           f"failed ({reason.splitlines()[0]}); {outcome}", result) from None
+    if journal:
+        journal_file.unlink(missing_ok=True)  # committed: the new version serves
     result.update(status="serving", serving_version=entry.version)
     return result
 

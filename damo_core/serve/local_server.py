@@ -15,8 +15,15 @@ wrapper does not start on Python 3.11.7, so :class:`LocalTriton` drives the bina
   KFP local runner's steps) through the env var, which the server sets while it runs if it
   was unset.
 
-Start-up is bounded (``startup_timeout``) and a failure raises with the server log's tail;
-the context manager always stops the server and its backend stubs.
+Start-up is bounded (``startup_timeout``) and a failure raises with the server log's tail.
+Ready means *this* server is ready: the process is alive and holds the HTTP and gRPC ports
+(a fixed port already taken is refused before the launch; another server answering the
+health check on it is not mistaken for ours). Before each start, what a killed deploy left
+in the repository is undone (:func:`~damo_core.serve.staging.recover`).
+
+The server runs in its own session; stopping it SIGTERMs it, then kills its whole process
+group (backend stubs included) and removes its temporary directory. The context manager
+always stops it; :func:`stop_on_signals` makes SIGTERM/SIGHUP do so too, as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -30,15 +37,17 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from damo_core.export.common import BackendUnavailableError
-from damo_core.serve import admin
+from damo_core.serve import admin, staging
 from damo_core.serve.errors import TritonStartError
 
 HOST = "127.0.0.1"
@@ -95,6 +104,88 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on ``port`` of 127.0.0.1 (or of every address) now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "used"
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on TCP ``port`` (any local address); ``None`` without /proc."""
+    inodes: set[str] = set()
+    found_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found_table = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and \
+                    int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes if found_table else None
+
+
+def owns_port(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds the listening socket of ``port`` (``None``: cannot tell
+    on this system)."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
+class SignalExit(SystemExit):
+    """SIGTERM/SIGHUP as an exception: ``with`` blocks (the server's ``stop``) run, then the
+    process exits with 128 + the signal's number, without a traceback."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals(signals: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Turn ``signals`` into :class:`SignalExit` inside the block, so a ``LocalTriton`` in it
+    is stopped (process group killed, temporary directory removed) as on Ctrl-C, which Python
+    already raises as ``KeyboardInterrupt``. Only the first signal raises: a second one
+    during the clean-up does not cut it short. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise SignalExit(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class LocalTriton:
@@ -154,6 +245,8 @@ class LocalTriton:
     def start(self) -> LocalTriton:
         if self._proc is not None:
             raise RuntimeError("this LocalTriton is already running")
+        for line in staging.recover(self.repo):  # what a killed deploy left behind
+            print(f"model repository: {line}", file=sys.stderr)
         self._tmp = tempfile.TemporaryDirectory(prefix="damo-triton-")
         backends = make_backend_dir(Path(self._tmp.name) / "backends")
         try:
@@ -175,6 +268,10 @@ class LocalTriton:
 
     def _launch(self, backends: Path) -> None:
         self.grpc_port, self.http_port, self.metrics_port = self._fixed_ports or free_ports(3)
+        taken = [p for p in (self.grpc_port, self.http_port, self.metrics_port) if port_in_use(p)]
+        if taken:
+            raise TritonStartError(f"port {', '.join(map(str, taken))} on {HOST}: address "
+                                   "already in use by another process; choose free ports")
         args = [str(server_binary()), f"--model-repository={self.repo}",
                 f"--backend-directory={backends}", "--model-control-mode=explicit",
                 *(f"--load-model={name}" for name in self.load),
@@ -194,19 +291,45 @@ class LocalTriton:
         deadline = time.monotonic() + self.startup_timeout
         url = f"{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise TritonStartError(f"tritonserver exited with code {self._proc.returncode} "
+            code = self._exit_code()
+            if code is not None:
+                raise TritonStartError(f"tritonserver exited with code {code} "
                                        f"during start-up; log tail:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
+                    answered = response.status == 200
             except (urllib.error.URLError, OSError):
-                pass
+                answered = False
+            if answered:
+                self._check_ours()
+                return
             time.sleep(0.2)
         raise TritonStartError(f"tritonserver was not ready within {self.startup_timeout:.0f} s; "
                                f"log tail:\n{self.log_tail()}")
+
+    def _check_ours(self) -> None:
+        """A ready answer counts only from our server: alive, holding the HTTP and gRPC ports
+        (another server on a port would answer the same health check)."""
+        assert self._proc is not None
+        code = self._exit_code()
+        if code is not None:
+            raise TritonStartError(f"tritonserver exited with code {code} "
+                                   f"during start-up; log tail:\n{self.log_tail()}")
+        for port in (self.http_port, self.grpc_port):
+            if owns_port(self._proc.pid, port) is False:
+                raise TritonStartError(f"port {port} on {HOST} answers, but not from this "
+                                       "tritonserver: address already in use by another "
+                                       f"process; log tail:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int | None:
+        """The tritonserver process id (its process group's too), while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def temp_dir(self) -> Path | None:
+        """The server's temporary directory (backends, default log), removed on stop."""
+        return Path(self._tmp.name) if self._tmp is not None else None
 
     def _share_key(self) -> None:
         """Hand the key to deploy code: by URL in this process, by env var to children."""
@@ -228,15 +351,25 @@ class LocalTriton:
             return "(no log)"
 
     def _terminate(self) -> None:
+        """SIGTERM the server (it unloads its models and stops its stubs), SIGKILL its whole
+        process group after ``grace`` s, and SIGKILL whatever of the group outlived it.
+
+        The server is not reaped until its group has been killed: while it is a zombie its
+        pid, which is the group's id, cannot be reused, so ``killpg`` reaches only the group
+        this object started."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this object started, no other
-            proc.wait(timeout=10)
+        if proc.returncode is None:
+            with _suppress_gone():
+                os.kill(proc.pid, signal.SIGTERM)
+            if not _exited(proc.pid, 15.0):
+                with _suppress_gone():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                _exited(proc.pid, 10.0)
+            with _suppress_gone():
+                os.killpg(proc.pid, signal.SIGKILL)  # stubs left behind by the server
+        proc.wait(timeout=10)
 
     def stop(self) -> None:
         """Stop the server (graceful, then forced) and delete its temporary files."""
@@ -246,7 +379,52 @@ class LocalTriton:
             self._tmp.cleanup()
             self._tmp = None
 
-    def wait(self) -> int:
-        """Block until the server exits (``damo serve local`` in the foreground)."""
+    def _exit_code(self, block: bool = False) -> int | None:
+        """The server's exit code (negative: killed by that signal), ``None`` while it runs.
+
+        The process is not reaped (``WNOWAIT``): until :meth:`stop` its process group id
+        stays reserved, so the group (backend stubs included) can still be killed safely."""
         assert self._proc is not None, "server not started"
-        return self._proc.wait()
+        if self._proc.returncode is not None:
+            return self._proc.returncode
+        flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+        try:
+            info = os.waitid(os.P_PID, self._proc.pid, flags)
+        except ChildProcessError:
+            return self._proc.wait()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+    def running(self) -> bool:
+        return self._proc is not None and self._exit_code() is None
+
+    def wait(self) -> int:
+        """Block until the server exits (``damo serve local`` in the foreground); returns its
+        exit code. The caller then calls :meth:`stop`, which reaps it and its group."""
+        code = self._exit_code(block=True)
+        assert code is not None
+        return code
+
+
+@contextmanager
+def _suppress_gone() -> Iterator[None]:
+    try:
+        yield
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _exited(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for child ``pid`` to exit, without reaping it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # already reaped
+        if info is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

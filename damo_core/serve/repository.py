@@ -18,7 +18,8 @@ same file with ONNX Runtime or OpenVINO. Pre- and postprocessing are Python-back
 both variants (in the cluster the Triton image needs this package installed).
 
 Nothing is half-written: configs are validated before the first write, a new version is
-assembled in a hidden temporary directory and renamed into place (Triton ignores names that
+assembled in a hidden staging directory (``.staging-<version>-<pid>-*``, see
+:mod:`~damo_core.serve.staging`), checked and renamed into place (Triton ignores names that
 are not numbers), and every ``config.pbtxt`` is replaced atomically.
 """
 
@@ -36,6 +37,7 @@ from typing import Any
 
 from damo_core.atomic import atomic_write_text
 from damo_core.serve import model_config as mc
+from damo_core.serve import staging
 from damo_core.serve.exported import ExportedModel
 from damo_core.serve.python_models import MODEL_PY
 
@@ -125,6 +127,7 @@ def write_repository(exported: ExportedModel | str | Path, repo: str | Path, *,
              for path in model.files}
     extra = {"model.py": MODEL_PY} if variant == "python" else {}
     _write_version_dir(target, files, extra)
+    staging.fault_point("renamed")
     changed = {names.detector}
     for name in (names.preprocess, names.postprocess):
         if _write_version_dir(root / name / "1", {}, {"model.py": MODEL_PY}, replace=True):
@@ -157,13 +160,15 @@ def _write_version_dir(target: Path, files: Mapping[str, Path], texts: Mapping[s
     if replace and target.is_dir():
         return any([write_if_changed(target / name, text) for name, text in texts.items()])
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=staging.staging_prefix(target.name), dir=target.parent))
     try:
         for name, source in files.items():
             shutil.copyfile(source, tmp / name)
         for name, text in texts.items():
             (tmp / name).write_text(text, encoding="utf-8")
+        staging.verify_copy(files, tmp)
         os.chmod(tmp, 0o755)
+        staging.fault_point("staged")
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
