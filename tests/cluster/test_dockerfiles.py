@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.util
 import re
 import shlex
 import tomllib
@@ -104,7 +105,7 @@ def test_triton_layer_serves_with_tritonserver_and_imports_the_python_models():
     deployment's Python-backend models import are importable (damo_core.serve)."""
     ops = instructions(ROOT / "docker" / "Dockerfile.triton")
     assert exec_form([a for op, a in ops if op == "ENTRYPOINT"][-1])[0] == "tritonserver"
-    imports = " ".join(re.findall(r"import ([\w., ]+)", " ".join(a for op, a in ops
+    imports = ",".join(re.findall(r"import ([\w., ]+)", " ".join(a for op, a in ops
                                                                 if op == "RUN")))
     modules = {m.strip() for m in imports.split(",")}
     assert "damo_core.serve.python_models" in modules
@@ -151,7 +152,8 @@ def test_versions_are_pinned(dockerfile):
                     continue
                 skip_next = False
                 for w in words[starts[0] + 2:]:
-                    if skip_next or w.startswith("-") or w in (".",):
+                    # ".", "/wheels/x.whl": the project itself, built in the image
+                    if skip_next or w.startswith("-") or w == "." or w.startswith("/"):
                         skip_next = w in ("-c", "--index-url", "-r")
                         continue
                     name = w.split("==")[0].lower()
@@ -163,3 +165,18 @@ def test_constraints_pin_exact_versions():
     bad = [x for x in lines if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*==[\w.+!-]+", x)]
     assert not bad, f"unpinned lines in {CONSTRAINTS.name}: {bad}"
     assert not [x for x in lines if x.startswith("torch==")]  # each Dockerfile picks its build
+
+
+def test_constraints_cover_the_runtime_closure():
+    """Every package the project needs at run time (pyproject's dependencies, recursively) is
+    pinned: the images install docker/constraints.txt as their dependency layer, so a missing
+    one would only show up as an ImportError in the image. Regenerate with
+    ``python docker/constraints.py``."""
+    spec = importlib.util.spec_from_file_location("constraints", ROOT / "docker/constraints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    needed = set(module.closure(deps)) - module.LEFT_OUT
+    pinned = {line.split("==")[0] for line in CONSTRAINTS.read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    assert not needed - pinned, f"not in {CONSTRAINTS.name}: {sorted(needed - pinned)}"
