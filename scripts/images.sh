@@ -10,9 +10,8 @@
 #   scripts/images.sh check=IMAGE      # the same check of any image
 #   DAMO_COLD=1 scripts/images.sh cpu  # drop the images and the build cache first (cold timing)
 #
-# Tags: DAMO_IMAGE and DAMO_GPU_IMAGE of components/_image.py (the one place they are defined);
-# the Triton image is DAMO_IMAGE's repository with damo-triton for damo-cpu, same version
-# (manifests/base/triton.yaml's image).
+# Tags: DAMO_IMAGE, DAMO_GPU_IMAGE and DAMO_TRITON_IMAGE of components/_image.py (the one place
+# they are defined; tests/manifests checks manifests/base/triton.yaml against it).
 #
 # Docker: $DOCKER_HOST if set, else the private daemon of scripts/dockerd.sh (started here if
 # it is not running, and stopped again at the end in that case). Builds use BuildKit
@@ -66,7 +65,7 @@ EOF
 }
 CPU_TAG=$(read_tag DAMO_IMAGE)
 GPU_TAG=$(read_tag DAMO_GPU_IMAGE)
-TRITON_TAG=${CPU_TAG%/*}/damo-triton:${CPU_TAG##*:}
+TRITON_TAG=$(read_tag DAMO_TRITON_IMAGE)
 
 # --- docker daemon --------------------------------------------------------------------------
 STARTED_DAEMON=0

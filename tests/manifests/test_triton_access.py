@@ -103,3 +103,19 @@ def test_network_policy_admits_only_deployer_clients_and_prometheus(overlay):
             map(json.dumps, [deployer, clients])), port
     prometheus = find(docs, "Deployment", "prometheus")["spec"]["template"]["metadata"]["labels"]
     assert admitted[METRICS_PORT] == [{"podSelector": {"matchLabels": prometheus}}]
+
+
+def test_triton_runs_the_image_that_scripts_images_sh_builds():
+    """One tag, one place: components/_image.py names the Triton image; the base manifest
+    runs exactly it (overlays may only retag the same repository)."""
+    import yaml
+
+    from components._image import DAMO_TRITON_IMAGE
+    from tests.manifests.test_kustomize import ROOT
+
+    docs = yaml.safe_load_all((ROOT / "manifests" / "base" / "triton.yaml").read_text())
+    deployment = next(d for d in docs if d and d.get("kind") == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == DAMO_TRITON_IMAGE
+    for overlay in OVERLAYS:
+        image = _triton(overlay)["spec"]["containers"][0]["image"]
+        assert image.rsplit(":", 1)[0] == DAMO_TRITON_IMAGE.rsplit(":", 1)[0], overlay
