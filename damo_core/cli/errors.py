@@ -42,3 +42,11 @@ def read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not JSON ({err})") from None
+
+
+def check_img_size(value: int | None, option: str = "--img-size") -> int | None:
+    """An optional input side: positive and a multiple of 32 (the detectors' largest stride);
+    0 must not silently mean "the default"."""
+    if value is not None and (value <= 0 or value % 32):
+        raise ValueError(f"{option} must be a positive multiple of 32, got {value}")
+    return value

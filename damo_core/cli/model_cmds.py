@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from damo_core.cli.errors import exit_on_user_error
+from damo_core.cli.errors import check_img_size, exit_on_user_error
 from damo_core.models import build_model, list_models
 from damo_core.models.profile import ModelInfo, model_info
 
@@ -28,6 +28,7 @@ def info(
     rule of the reference implementation. The paper reports the deploy graph (RepConv and
     BatchNorm fused); "ratio" is deploy / paper.
     """
+    check_img_size(img_size)
     infos = [model_info(build_model(name), img_size) for name in (models or list_models())]
     if as_json:
         typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))

@@ -31,11 +31,19 @@ def _params(path: Path | None, pairs: list[str] | None,
             base: dict[str, Any] | None = None) -> dict:
     """The params file and key=value pairs, checked as the run would check them (``base``: the
     defaults they override, e.g. the local run's)."""
-    from damo_core.train.config import parse_overrides
-    from pipelines.params import read_params_file, validate_params
+    from pipelines.params import validate_params
 
-    params = {**(read_params_file(path) if path else {}), **parse_overrides(pairs or [])}
-    return validate_params(params, str(path) if path else "parameters", base)
+    return validate_params(_read_params(path, pairs), str(path) if path else "parameters",
+                           base)
+
+
+def _read_params(path: Path | None, pairs: list[str] | None) -> dict:
+    """The params file and key=value pairs, read but not yet checked: cheap, so a missing or
+    broken file fails before the pipeline definition (seconds to import) is loaded."""
+    from damo_core.train.config import parse_overrides
+    from pipelines.params import read_params_file
+
+    return {**(read_params_file(path) if path else {}), **parse_overrides(pairs or [])}
 
 
 @pipeline_app.command("compile")
@@ -59,6 +67,7 @@ def run(
     """Run the whole DAG locally (KFP local runner, local artifacts, CPU, synthetic data)."""
     if not local:
         raise ValueError("only --local runs here; use `damo pipeline submit` for a cluster")
+    _read_params(params, overrides)
     from pipelines.local_run import LOCAL_PARAMS, run_local, summary_rows
 
     result = run_local(_params(params, overrides, LOCAL_PARAMS), root)

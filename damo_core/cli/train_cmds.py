@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from damo_core.cli.errors import exit_on_user_error
+from damo_core.cli.errors import check_img_size, exit_on_user_error
 
 
 @exit_on_user_error
@@ -56,6 +56,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
 ) -> None:
     """COCO AP, AP50, AP75, APs/m/l and per-class AP of a trained checkpoint."""
+    check_img_size(img_size)
     from damo_core.eval import evaluate as run_eval
     from damo_core.train import load_trained
 

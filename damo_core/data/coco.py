@@ -166,8 +166,15 @@ def _clean_images(data: Mapping[str, Any], image_dir: Path, issues: _Issues) -> 
     return kept
 
 
-def _check_annotation(ann: object, image_ids: set[int], cat_ids: set[int]) -> _Problem:
-    """Return (kind, message) describing what is wrong with one annotation, or None."""
+def _check_annotation(ann: object, image_ids: set[int] | Mapping[int, dict],
+                      cat_ids: set[int]) -> _Problem:
+    """Return (kind, message) describing what is wrong with one annotation, or None.
+
+    With ``image_ids`` a mapping id -> image entry, a box lying wholly outside its image is
+    a ``bad_bbox`` too (left/top of 0 always; right/bottom where the entry gives the size):
+    such a box teaches the detector nothing and usually means swapped or mis-scaled
+    coordinates. A box that only overhangs the edge is kept (the loader clips it).
+    """
     if not isinstance(ann, dict) or not _is_int(ann.get("id")):
         return "bad_annotation", f"annotations entry {ann!r}: field 'id' must be an integer"
     iid, aid = ann.get("image_id"), ann["id"]
@@ -185,7 +192,23 @@ def _check_annotation(ann: object, image_ids: set[int], cat_ids: set[int]) -> _P
             f"{where}: field 'bbox' value {box!r} has non-positive width/height "
             f"(w={box[2]}, h={box[3]})"
         )
+    if isinstance(image_ids, Mapping):
+        return _check_inside(box, image_ids[iid], where)
     return None
+
+
+def _check_inside(box: list, image: Mapping[str, Any], where: str) -> _Problem:
+    """``bad_bbox`` when an xywh ``box`` has no overlap with its image."""
+    x, y, w, h = box
+    width, height = image.get("width"), image.get("height")
+    outside = x + w <= 0 or y + h <= 0
+    if _is_int(width) and _is_int(height):
+        outside = outside or x >= width or y >= height
+    if not outside:
+        return None
+    size = f"{width}x{height}" if _is_int(width) and _is_int(height) else "its"
+    return "bad_bbox", (f"{where}: field 'bbox' value {box!r} lies wholly outside the "
+                        f"{size} image")
 
 
 def _clean_annotations(
@@ -197,9 +220,9 @@ def _clean_annotations(
     ``annotation_of_skipped_image``. A missing ``area`` is filled with the box area because
     COCOeval's small/medium/large split reads it.
     """
-    kept_ids = {img["id"] for img in images}
+    kept_ids = {img["id"]: img for img in images}
     all_ids = {img.get("id") for img in data.get("images", []) if isinstance(img, dict)}
-    dropped_ids = {i for i in all_ids if _is_int(i)} - kept_ids
+    dropped_ids = {i for i in all_ids if _is_int(i)} - kept_ids.keys()
     kept: list[dict] = []
     for ann in data.get("annotations", []):
         iid = ann.get("image_id") if isinstance(ann, dict) else None

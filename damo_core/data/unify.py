@@ -25,8 +25,6 @@ import csv
 import io
 import json
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ from damo_core.data.errors import DatasetError
 from damo_core.data.formats import SourceReader, SourceSpec, open_source, parse_source
 from damo_core.data.formats.base import ImageRecord
 from damo_core.data.labelspace import LabelSpace, load_preset
+from damo_core.data.scratch import scratch_dir
 from damo_core.storage import Store, is_remote, open_store
 from damo_core.storage.local import LocalStore
 
@@ -52,6 +51,8 @@ FLAG_BOXES_CLIPPED = 1  # some box reached outside the image and was clipped
 FLAG_BOXES_DROPPED = 2  # some box had no area left inside the image (or was not finite)
 FLAG_UNMAPPED_DROPPED = 4  # some box's class is not in the label space
 SUMMARY = "summary.json"
+SCRATCH_PREFIX = ".unify-"
+MANIFEST_DIR = "manifest"
 DEFAULT_SHARD_IMAGES = 200_000
 
 MANIFEST_SCHEMA = pa.schema([
@@ -111,7 +112,7 @@ class _ShardWriter:
             return
         records, self._records = self._records, []
         table = self._table(records)
-        key = f"manifest/{self.source}-{len(self.shards):05d}.parquet"
+        key = f"{MANIFEST_DIR}/{self.source}-{len(self.shards):05d}.parquet"
         path = self.stage / key
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path, compression="zstd")
@@ -295,18 +296,30 @@ def _write_sampling(stage: Path, space: LabelSpace, shards: Sequence[str], alpha
 
 def _staging(out: str | Path) -> Any:
     """A temporary directory for the whole output: beside ``out`` when local (so the final
-    renames stay on one filesystem), in the system temp dir for S3; always removed."""
+    renames stay on one filesystem), in the system temp dir for S3; removed on return or
+    error, and one left by a killed run is removed by the next run (see
+    :mod:`damo_core.data.scratch`)."""
     parent = None if is_remote(out) else Path(out)
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=f".unify-{uuid.uuid4().hex[:8]}-", dir=parent)
+    return scratch_dir(parent, SCRATCH_PREFIX)
 
 
 def _publish(stage: str | Path, store: Store, keys: Sequence[str]) -> None:
-    """Move staged files into ``store`` in order (summary last); local moves are renames."""
+    """Move staged files into ``store`` in order (summary last); local moves are renames.
+
+    Shards of an earlier run that the new manifest does not list (it had more, smaller
+    shards, or other sources) are deleted once the old commit marker is gone, so no reader
+    can be referring to them; a run killed before that deletes them next time.
+    """
     stage = Path(stage)
     root = store.root if isinstance(store, LocalStore) else None
     store.delete(SUMMARY)  # the old commit marker goes first: no mix of old and new shards
+    new = set(keys)
+    for key in store.list(MANIFEST_DIR):
+        if (key not in new and key.startswith(f"{MANIFEST_DIR}/")
+                and key.endswith(".parquet")):
+            store.delete(key)
     for key in keys:
         if root is not None:
             target = Path(root) / key

@@ -124,6 +124,9 @@ def load_source(weights: str | Path | None = None, model_name: str | None = None
         raise ValueError("nothing to export: pass weights (a trained best.pt), a model name "
                          "(random init, for latency only), or both (reference weights for "
                          "that model)")
+    if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 1):
+        raise ValueError(f"--num-classes must be a positive number of classes, got "
+                         f"{num_classes}")
     ckpt = read_checkpoint(weights) if weights is not None else None
     if isinstance(ckpt, dict) and "model_config" in ckpt:
         model, meta = model_from_checkpoint(ckpt, str(weights))

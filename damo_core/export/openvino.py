@@ -11,13 +11,14 @@ out of quantisation because an 8-bit grid there would cost whole pixels.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from damo_core.data.scratch import scratch_dir
 from damo_core.export import onnx as onnx_export
 from damo_core.export.common import (
     calibration_images,
@@ -30,6 +31,7 @@ from damo_core.models import Detector
 # Decode and head ops left in float: quantising them shifts boxes by whole pixels.
 DECODE_OP_TYPES = ["Multiply", "Subtract", "Sigmoid", "SoftMax", "Softmax", "ReduceSum"]
 RT_INFO_SECTION = "model_info"
+SCRATCH_PREFIX = ".damo-ov-"
 
 
 def export(
@@ -49,9 +51,11 @@ def export(
 ) -> Path:
     """Write ``<out_dir>/<model>_<size>_<fp32|fp16|int8>[_e2e].xml`` (+ ``.bin``).
 
-    The ``.bin`` is moved into place before the ``.xml``, so a reader that finds the new
-    ``.xml`` always finds its weights. ``int8`` needs ``data`` (a dataset.yaml) and the
-    ``nncf`` package.
+    The pair is published so that a reader opening ``<stem>.xml`` never sees the new weights
+    under an old graph, even if the export is killed between steps: see :func:`publish_pair`.
+    Work happens in a ``.damo-ov-<host>-<pid>-*`` scratch directory inside ``out_dir``, removed
+    on return or error; one left by a killed export is removed by the next export there.
+    ``int8`` needs ``data`` (a dataset.yaml) and the ``nncf`` package.
     """
     check_image_size(image_size)
     if half and int8:
@@ -63,7 +67,7 @@ def export(
     precision = "int8" if int8 else "fp16" if half else "fp32"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".damo-ov-", dir=out_dir) as tmp:
+    with scratch_dir(out_dir, SCRATCH_PREFIX) as tmp:
         onnx_path = onnx_export.export(
             model, tmp, image_size=image_size, dynamic_batch=dynamic_batch, end2end=end2end,
             simplify=False, class_names=class_names, max_detections=max_detections)
@@ -79,9 +83,28 @@ def export(
         stem = output_stem(model, image_size, end2end=end2end, precision=precision)
         xml = Path(tmp) / f"{stem}.xml"
         ov.save_model(ov_model, str(xml), compress_to_fp16=half)
-        final = out_dir / xml.name
-        os.replace(xml.with_suffix(".bin"), final.with_suffix(".bin"))
-        os.replace(xml, final)
+        final = publish_pair(xml, out_dir)
+    return final
+
+
+def publish_pair(xml: Path, out_dir: Path) -> Path:
+    """Move a staged ``.xml``/``.bin`` pair into ``out_dir`` under the same names.
+
+    Two renames cannot be one atomic step, so the order makes every intermediate state safe
+    for a reader that opens ``<stem>.xml`` (OpenVINO then loads ``<stem>.bin`` beside it):
+
+    1. the old ``.xml`` is removed: readers now see no model, never the old graph;
+    2. the new ``.bin`` replaces the old one (invisible: no ``.xml`` refers to it);
+    3. the new ``.xml`` is renamed in: readers see the new graph with its new weights.
+
+    A kill after step 1 or 2 leaves a ``.bin`` without ``.xml``, which no reader loads and
+    the next export replaces. The staged files must be on ``out_dir``'s filesystem.
+    """
+    final = out_dir / xml.name
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(final)
+    os.replace(xml.with_suffix(".bin"), final.with_suffix(".bin"))
+    os.replace(xml, final)
     return final
 
 

@@ -71,7 +71,13 @@ def load_train_config(
     values: dict[str, Any] = yaml.safe_load(read_data_text("train", "default.yaml"))
     layers: list[tuple[str, dict[str, Any]]] = []
     if file is not None:
-        loaded = yaml.safe_load(Path(file).read_text()) or {}
+        path = Path(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid YAML ({_one_line(err)})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: expected a mapping of training settings")
         layers.append((str(file), loaded))
@@ -96,6 +102,10 @@ def load_train_config(
             check_range(key, value, source)
             values[key] = value
     return TrainConfig(**values)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 # Settings whose type alone admits values that train nonsense (batch 0 trains at learning rate

@@ -289,11 +289,16 @@ class DistillTrainer(Trainer):
             ckpt["distill_align"] = self.distill_loss.state_dict()
         return ckpt
 
-    def restore_extra(self, ckpt: dict[str, Any]) -> None:
-        """The align module; a plain training run's ``last.pt`` cannot continue distillation."""
-        if "distill_align" not in ckpt:
+    def check_resumable(self, ckpt: Any) -> None:
+        """A plain training run's ``last.pt`` cannot continue distillation; then the base
+        checks (same student, classes and input size)."""
+        if not isinstance(ckpt, dict) or "distill_align" not in ckpt:
             raise ValueError(f"cannot resume distillation from {self.last_path}: it was written "
                              "by a plain training run (no align-module state)")
+        super().check_resumable(ckpt)
+
+    def restore_extra(self, ckpt: dict[str, Any]) -> None:
+        """The align module (:meth:`check_resumable` made sure it is there)."""
         self.distill_loss.load_state_dict(ckpt["distill_align"])
 
 def distill(student: str | Path, teacher_weights: str | Path, data: str | Path | DatasetSpec,

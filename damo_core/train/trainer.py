@@ -28,7 +28,7 @@ from damo_core.data.loader import DetectionDataset, EpochSampler, collate
 from damo_core.eval import EvalResult, evaluate, plot_pr_curve
 from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
-from damo_core.models.checkpoint import load_checkpoint
+from damo_core.models.checkpoint import CheckpointError, load_checkpoint
 from damo_core.models.checkpoint_format import FORMAT, FORMAT_KEY
 from damo_core.train.checkpoint_io import atomic_save, model_meta, read_checkpoint
 from damo_core.train.config import TrainConfig, load_train_config
@@ -57,6 +57,14 @@ class TrainResult:
     best_ap50: float
     epochs: int
     final: dict[str, Any] = field(default_factory=dict)
+
+
+# What resuming reads from last.pt beyond the weights.
+_RESUME_FIELDS = ("model", "optimizer", "scaler", "epoch", "step", "best_ap", "best_ap50")
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
 
 
 class Trainer:
@@ -274,6 +282,7 @@ class Trainer:
         if not self.last_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.last_path} does not exist")
         ckpt = read_checkpoint(self.last_path)
+        self.check_resumable(ckpt)
         self.restore_extra(ckpt)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -284,9 +293,38 @@ class Trainer:
         self.start_epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.best_ap, self.best_ap50 = ckpt["best_ap"], ckpt["best_ap50"]
 
+    def check_resumable(self, ckpt: Any) -> None:
+        """Refuse a ``last.pt`` of another run (other model, other classes, other input size)
+        or one without training state (a ``best.pt`` copied over it), naming the field."""
+        path = self.last_path
+        if not isinstance(ckpt, dict) or "model_config" not in ckpt:
+            raise CheckpointError(f"cannot resume: {path} is not a damo training checkpoint "
+                                  "(no field model_config)")
+        missing = [k for k in _RESUME_FIELDS if k not in ckpt]
+        if missing:
+            raise CheckpointError(
+                f"cannot resume: {path} lacks field(s) {', '.join(missing)} (a best.pt or an "
+                "exported checkpoint, not a last.pt); start a new run in another --out")
+        ours = model_meta(self.model, self.class_names, self.image_size)
+        for key, what in (("model_name", "model"), ("model_config", "model architecture"),
+                          ("class_names", "class names (--data)"),
+                          ("image_size", "image size")):
+            theirs, mine = _plain(ckpt.get(key)), _plain(ours[key])  # tuples vs lists
+            if theirs == mine:
+                continue
+            fix = "resume with the same --model/--data/--img-size, or pass a new --out"
+            if key == "model_config":
+                diff = (sorted(k for k in {*theirs, *mine} if theirs.get(k) != mine.get(k))
+                        if isinstance(theirs, dict) else "everything")
+                raise CheckpointError(f"cannot resume: {path} field model_config differs from "
+                                      f"this run's {what} in {diff}; {fix}")
+            raise CheckpointError(f"cannot resume: {path} field {key} is {theirs!r} but this "
+                                  f"run's {what} is {mine!r}; {fix}")
+
     def restore_extra(self, ckpt: dict[str, Any]) -> None:
-        """Hook: restore what a subclass added to ``last.pt``. Runs before the base state is
-        loaded, so a subclass can refuse a checkpoint that is not its own."""
+        """Hook: restore what a subclass added to ``last.pt``. Runs after
+        :meth:`check_resumable` (which a subclass overrides to refuse a checkpoint that is not
+        its own) and before the base state is loaded."""
 
     def finish(self, final: EvalResult | None, epochs_done: int) -> TrainResult:
         out = {}
