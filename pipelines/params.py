@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from damo_core.train.config import one_line
+
 # KFP's ParameterType enum values (pipeline_spec.proto) and what each accepts.
 _NUMBER_DOUBLE, _NUMBER_INTEGER, _STRING, _BOOLEAN, _LIST, _STRUCT = 1, 2, 3, 4, 5, 6
 _TYPE_NAMES = {_NUMBER_DOUBLE: "a number", _NUMBER_INTEGER: "an integer", _STRING: "a string",
@@ -34,7 +36,7 @@ def read_params_file(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise PipelineParameterError(f"{path}: not valid YAML ({_one_line(err)})") from None
+        raise PipelineParameterError(f"{path}: not valid YAML ({one_line(err)})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -142,7 +144,3 @@ def _check_values(params: dict[str, Any], source: str) -> None:
     for key in ("budget_params_m", "budget_gflops"):
         if merged[key] < 0:
             raise fail(key, "must be >= 0 (0: the paper's budget for the model)")
-
-
-def _one_line(err: Exception) -> str:
-    return " ".join(str(err).split())

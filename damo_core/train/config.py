@@ -77,7 +77,7 @@ def load_train_config(
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not valid YAML ({_one_line(err)})") from None
+            raise ConfigError(f"{path}: not valid YAML ({one_line(err)})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: expected a mapping of training settings")
         layers.append((str(file), loaded))
@@ -104,7 +104,8 @@ def load_train_config(
     return TrainConfig(**values)
 
 
-def _one_line(err: Exception) -> str:
+def one_line(err: Exception) -> str:
+    """A parser's multi-line message (YAML marks the spot over several lines) as one line."""
     return " ".join(str(err).split())
 
 
