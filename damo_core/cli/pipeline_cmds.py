@@ -28,13 +28,13 @@ pipeline_app = typer.Typer(help="The Kubeflow pipeline: compile, run locally, su
 
 
 def _params(path: Path | None, pairs: list[str] | None,
-            base: dict[str, Any] | None = None) -> dict:
-    """The params file and key=value pairs, checked as the run would check them (``base``: the
-    defaults they override, e.g. the local run's)."""
+            base: dict[str, Any] | None = None, *, raw: dict | None = None) -> dict:
+    """The params file and key=value pairs (or ``raw``, those already read), checked as the
+    run would check them (``base``: the defaults they override, e.g. the local run's)."""
     from pipelines.params import validate_params
 
-    return validate_params(_read_params(path, pairs), str(path) if path else "parameters",
-                           base)
+    return validate_params(raw if raw is not None else _read_params(path, pairs),
+                           str(path) if path else "parameters", base)
 
 
 def _read_params(path: Path | None, pairs: list[str] | None) -> dict:
@@ -67,10 +67,10 @@ def run(
     """Run the whole DAG locally (KFP local runner, local artifacts, CPU, synthetic data)."""
     if not local:
         raise ValueError("only --local runs here; use `damo pipeline submit` for a cluster")
-    _read_params(params, overrides)
+    raw = _read_params(params, overrides)  # a bad file fails before the slow imports below
     from pipelines.local_run import LOCAL_PARAMS, run_local, summary_rows
 
-    result = run_local(_params(params, overrides, LOCAL_PARAMS), root)
+    result = run_local(_params(params, overrides, LOCAL_PARAMS, raw=raw), root)
     typer.echo(f"pipeline finished in {result.seconds / 60:.1f} min; artifacts under "
                f"{result.run_dir}")
     for rec in result.tasks:

@@ -37,6 +37,7 @@ def host_tag() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether the process that owns a leftover (scratch dir, staging dir, journal) runs."""
     if pid <= 0:
         return False
     try:

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from damo_core.atomic import atomic_write_text
+from damo_core.data.scratch import pid_alive
 
 STAGING_PREFIX = ".staging-"
 JOURNAL_PREFIX = ".damo-deploy-"
@@ -57,20 +58,6 @@ def staging_prefix(version_name: str) -> str:
 
 def journal_path(root: Path, model_name: str) -> Path:
     return root / f"{JOURNAL_PREFIX}{model_name}.json"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_journal(root: Path, model_name: str, *, version: int, previous: int | None,
