@@ -29,10 +29,11 @@ from rich.console import Console
 from damo_core.bench.latency import BenchResult, TorchRunner, make_runner, run_benchmark
 from damo_core.bench.report import side_by_side, write_report
 from damo_core.data import CocoDetection, load_dataset_yaml
+from damo_core.data.fit import model_fit
 from damo_core.data.synth import generate
 from damo_core.eval.evaluator import score_detections
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
-from damo_core.eval.preprocess import boxes_to_original, prepare_image
+from damo_core.eval.preprocess import prepare_image
 from damo_core.export.formats import export_model, load_source
 from damo_core.models import Detector
 
@@ -41,7 +42,8 @@ NANO = ["damoyolo_ns", "damoyolo_nm", "damoyolo_nl"]
 
 def ap50(model: Detector, fmt: str, precision: str, data: Path, size: int, work: Path,
          threads: int) -> float:
-    """AP50 on the val split through the given runtime (same letterbox and postprocess)."""
+    """AP50 on the val split through the given runtime (same input fit, the model's own, and
+    postprocess)."""
     if fmt == "pytorch":
         runner = TorchRunner(model)
     else:
@@ -53,11 +55,11 @@ def ap50(model: Detector, fmt: str, precision: str, data: Path, size: int, work:
     found: dict[int, Detections] = {}
     for index in range(len(dataset)):
         sample = dataset[index]
-        prepared = prepare_image(sample.image, size)
+        prepared = prepare_image(sample.image, size, model_fit(model))
         scores, boxes = runner(prepared.tensor.unsqueeze(0).numpy())
         (det,) = postprocess(torch.as_tensor(scores), torch.as_tensor(boxes),
                              score_threshold=score_thr, iou_threshold=iou_thr)
-        det.boxes = boxes_to_original(det.boxes, prepared.info, prepared.orig_size)
+        det.boxes = prepared.placement.to_original(det.boxes)
         found[sample.image_id] = det
     return score_detections(dataset.coco, found, cat_ids=dataset.cat_ids).AP50
 

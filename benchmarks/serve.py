@@ -6,7 +6,7 @@ Python-backend variant: preprocess → ONNX Runtime detector → NMS), then meas
 * served: client p50/p99 latency and throughput at concurrency 1, 2 and 4, each request one
   encoded image over gRPC (``damo serve-bench``);
 * in-process, same ONNX file, same ONNX Runtime thread count, batch 1: the detector alone,
-  and the whole path the server runs (decode + letterbox + detector + NMS, the very functions
+  and the whole path the server runs (decode + input fit + detector + NMS, the very functions
   the Python models call), without gRPC or the backend stubs.
 
 The overhead ratio is served p50 at concurrency 1 over the in-process full-path p50: what
@@ -41,13 +41,14 @@ from rich.console import Console
 from rich.table import Table
 
 from damo_core.bench.latency import benchmark, host_info
+from damo_core.data.fit import model_fit
 from damo_core.export.formats import export_model, load_source
 from damo_core.export.onnx import load_runner
 from damo_core.serve.bench import serve_bench
 from damo_core.serve.codec import pad_batch, read_image_bytes
 from damo_core.serve.deploy import deploy, probe_image
 from damo_core.serve.local_server import LocalTriton
-from damo_core.serve.model_config import ServingOptions
+from damo_core.serve.model_config import PLACEMENT, ServingOptions
 from damo_core.serve.python_models import postprocess_batch, preprocess_batch
 
 
@@ -82,12 +83,13 @@ def main() -> None:
         detector = load_runner(onnx, threads=args.threads)
         thresholds = _thresholds(source.model.name)
         batch = pad_batch([encoded])
-        prepared = preprocess_batch(batch, size)
+        fit = model_fit(source.model)  # what the export records and Triton's preprocess uses
+        prepared = preprocess_batch(batch, size, fit)
 
         def full_path(raw: object) -> object:
-            pre = preprocess_batch(raw, size)  # type: ignore[arg-type]
+            pre = preprocess_batch(raw, size, fit)  # type: ignore[arg-type]
             scores, boxes = detector(pre["images"])[:2]
-            return postprocess_batch(scores, boxes, pre["letterbox"], **thresholds)
+            return postprocess_batch(scores, boxes, pre[PLACEMENT], **thresholds)
 
         ort_only = benchmark(detector, prepared["images"], warmup=10, runs=args.runs)
         in_process = benchmark(full_path, batch, warmup=10, runs=args.runs)

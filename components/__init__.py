@@ -1,1 +1,2 @@
-"""KFP v2 components, one folder per pipeline step; each body calls one damo_core.steps function."""
+"""KFP v2 components, one folder per pipeline step and named as the step; each body calls its
+step's one entry, damo_core.steps.<step>.run."""

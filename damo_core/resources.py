@@ -15,6 +15,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from damo_core.errors import InputNotFoundError
+
 __all__ = ["data_file", "data_names", "data_path", "read_data_text"]
 
 PACKAGE = "damo_core"
@@ -42,7 +44,7 @@ def data_path(*parts: str) -> Path:
     relative paths next to it). Raises ``FileNotFoundError`` naming the file if it is absent."""
     ref = data_file(*parts)
     if not ref.is_file():
-        raise FileNotFoundError(_missing(parts, ref))
+        raise InputNotFoundError(_missing(parts, ref))
     return ref if isinstance(ref, Path) else _extracted(parts)
 
 
@@ -57,7 +59,7 @@ def read_data_text(*parts: str) -> str:
     try:
         return ref.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(_missing(parts, ref)) from None
+        raise InputNotFoundError(_missing(parts, ref)) from None
 
 
 def data_names(*parts: str, suffix: str) -> list[str]:

@@ -1,15 +1,17 @@
 """The DAMO-YOLO pipeline DAG (../shared/ARCHITECTURE.md, "The DAG"). This file only wires tasks.
-    unify_dataset ─► nas_search ×4 (per size, CPU)
-                  ─► train_teacher (L) ─► distill M ◄─ L ─► distill S ◄─ M ─► distill T ◄─ S
+    unify ─► nas ×4 (per size, CPU)
+          ─► train (teacher L) ─► distill M ◄─ L ─► distill S ◄─ M ─► distill T ◄─ S
     each model ─► evaluate ─┐
                └► export (fused → OpenVINO IR) ─► benchmark ─► gate (AP50 floor, latency
-                                          budget) ─► deploy_triton, only if the gate passes
+                                          budget) ─► deploy (Triton), only if the gate passes
 
-Cluster settings (GPUs, node selectors, tolerations, MinIO credentials from a Secret, the
-Pushgateway from a ConfigMap, the training workspace PVC, retries, caching) are attached here
-with kfp-kubernetes; the local runner ignores them. ``train_nodes``/``gpus_per_node`` place the
-teacher and distillation trainings (damo_core.cluster.placement): in the step's process,
-torchrun in its pod, or a PyTorchJob of N nodes sharing the ``workspace_pvc`` volume.
+Each task is the component of the same name in components/, a shell over
+damo_core.steps.<name>.run (docs/steps.md). Cluster settings (GPUs, node selectors,
+tolerations, MinIO credentials from a Secret, the Pushgateway from a ConfigMap, the training
+workspace PVC, retries, caching) are attached here with kfp-kubernetes; the local runner
+ignores them. ``train_nodes``/``gpus_per_node`` place the teacher and distillation trainings
+(damo_core.cluster.placement): in the step's process, torchrun in its pod, or a PyTorchJob of
+N nodes sharing the ``workspace_pvc`` volume.
 """
 
 
@@ -17,15 +19,15 @@ from kfp import compiler, dsl, kubernetes
 from kfp.dsl.pipeline_channel import PipelineChannel
 
 from components.benchmark.component import benchmark
-from components.deploy_triton.component import deploy_triton
+from components.deploy.component import deploy
 from components.distill.component import distill
 from components.evaluate.component import evaluate
 from components.export.component import export
 from components.gate.component import gate
-from components.nas_search.component import nas_search
+from components.nas.component import nas
 from components.report.component import report
-from components.train_teacher.component import train_teacher
-from components.unify_dataset.component import unify_dataset
+from components.train.component import train
+from components.unify.component import unify
 from damo_core.cluster.placement import WORKSPACE
 from damo_core.serve.admin import (
     ADMIN_KEY_ENV,
@@ -84,6 +86,7 @@ def _deployer(task: dsl.PipelineTask) -> dsl.PipelineTask:
               "distillation, COCO evaluation, gate and deployment.")
 def damo_pipeline(
     data_source: str = "synthetic",
+    label_space: str = "",
     synth_classes: int = 4,
     synth_images: int = 160,
     synth_image_size: int = 256,
@@ -111,20 +114,20 @@ def damo_pipeline(
     gpus_per_node: int = 1,
     workspace_pvc: str = "damo-workspace",
 ) -> None:
-    data = _cpu_step(unify_dataset(source=data_source, num_classes=synth_classes,
-                                   num_images=synth_images, image_size=synth_image_size,
-                                   seed=seed)).set_display_name("unify dataset")
+    data = _cpu_step(unify(source=data_source, label_space=label_space,
+                           num_classes=synth_classes, num_images=synth_images,
+                           image_size=synth_image_size, seed=seed)).set_display_name("unify")
     names = {"L": model_l, "M": model_m, "S": model_s, "T": model_t}
     configs = {
-        size: _cpu_step(nas_search(model=names[size], budget_params_m=budget_params_m,
-                                   budget_gflops=budget_gflops, generations=nas_generations,
-                                   seed=seed)).set_display_name(f"nas {size}")
+        size: _cpu_step(nas(model=names[size], budget_params_m=budget_params_m,
+                            budget_gflops=budget_gflops, generations=nas_generations,
+                            seed=seed)).set_display_name(f"nas {size}")
         for size in SIZES
     }
     dataset = data.outputs["dataset"]
     placement = {"run_id": RUN_ID, "nodes": train_nodes, "gpus_per_node": gpus_per_node,
                  "workspace_pvc": workspace_pvc}
-    trained = {"L": _gpu_step(train_teacher(
+    trained = {"L": _gpu_step(train(
         data=dataset, model_config=configs["L"].outputs["model_config"], preset=preset,
         settings=teacher_settings, **placement), gpus_per_node, workspace_pvc,
     ).set_display_name("train teacher L")}
@@ -150,7 +153,7 @@ def damo_pipeline(
                                latency_budget_ms=latency_budget_ms))
         gated.set_display_name(f"gate {size}")
         with dsl.If(gated.outputs["Output"] == True, name=f"gate {size} passed"):  # noqa: E712
-            _deployer(_cpu_step(deploy_triton(
+            _deployer(_cpu_step(deploy(
                 exported=exported.outputs["exported"], repository=triton_repository,
                 url=triton_url, variant=triton_variant))).set_display_name(f"deploy {size}")
     _cpu_step(report(**{f"eval_{k.lower()}": v.outputs["metrics"] for k, v in scores.items()},

@@ -3,15 +3,21 @@
 ``kfp.local.SubprocessRunner(use_venv=False)`` executes every component body in this Python
 environment, passing real artifacts between them under ``pipeline_root``; the DAG, the
 component code and the artifact metadata are exactly the cluster's.
+
+``containers=True`` swaps only the runner: ``kfp.local.DockerRunner`` runs every step in its
+image (the cluster's ``base_image``, built locally by scripts/images.sh) and Triton runs from
+its image; see :mod:`pipelines.containers`. Parameters, DAG, progress and summary are shared.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from damo_core.serve.local_server import LocalTriton, stop_on_signals
 from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
@@ -44,36 +50,94 @@ class LocalRun:
     run_dir: Path
     seconds: float
     tasks: list[TaskRecord]
+    # containers only: executor label -> image it ran in; every step container's exit
+    images: dict[str, str] = field(default_factory=dict)
+    exits: list[Any] = field(default_factory=list)
 
     def by_prefix(self, prefix: str) -> list[TaskRecord]:
         return [t for t in self.tasks if t.task == prefix or t.task.startswith(prefix + "-")]
 
 
+class StepRunner(Protocol):
+    """Where the steps and the Triton server run: this Python environment, or containers
+    (:class:`pipelines.containers.InContainers`)."""
+
+    pipeline: Any
+
+    def server(self, repo: Path, log_path: Path) -> LocalTriton: ...
+
+    def runner(self, admin_key: str) -> Any: ...
+
+    def watch(self) -> AbstractContextManager[Any]: ...
+
+    def step_images(self) -> dict[str, str]: ...
+
+
+class InProcess:
+    """KFP's ``SubprocessRunner`` in this environment; Triton from the nvidia-pytriton wheel.
+    The steps inherit ``os.environ``, where the server leaves its admin key."""
+
+    pipeline = damo_pipeline
+
+    def server(self, repo: Path, log_path: Path) -> LocalTriton:
+        return LocalTriton(repo, log_path=log_path)
+
+    def runner(self, admin_key: str) -> Any:
+        from kfp import local
+
+        return local.SubprocessRunner(use_venv=False)
+
+    def watch(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def step_images(self) -> dict[str, str]:
+        return {}
+
+
+def step_runner(containers: bool, gpu_image: str | None = None) -> StepRunner:
+    """In-process, or in containers (checks the daemon and the images first)."""
+    if not containers:
+        return InProcess()
+    from pipelines.containers import InContainers
+
+    return InContainers(damo_pipeline, gpu_image)
+
+
 def run_local(params: dict[str, Any] | None = None,
-              pipeline_root: str | Path = "runs/pipeline") -> LocalRun:
+              pipeline_root: str | Path = "runs/pipeline", *, containers: bool = False,
+              gpu_image: str | None = None,
+              serving: Callable[[LocalTriton], None] | None = None) -> LocalRun:
+    """Run the DAG here; ``containers``: each step in its image (``gpu_image``: the image
+    the training steps run in when not ``DAMO_GPU_IMAGE``). ``serving`` is called with the
+    server after the last step, while it still serves what the run deployed (the server
+    lives only as long as the run)."""
     from kfp import local
 
+    mode = step_runner(containers, gpu_image)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = set(root.iterdir())
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-               raise_on_error=True)
     started = time.perf_counter()
     repo = root / TRITON_REPOSITORY
     repo.mkdir(exist_ok=True)
     # The deploy steps load models into a real Triton server on 127.0.0.1 (the CPU build from
     # the nvidia-pytriton wheel, Python-backend variant of the repository) for the whole run.
     # SIGTERM/SIGHUP stop it like Ctrl-C (process group killed, temporary directory removed).
-    with stop_on_signals(), LocalTriton(repo, log_path=root / "tritonserver.log") as server, \
-            StepProgress(root, count_steps(_spec_dict())):
-        damo_pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
+    with stop_on_signals(), mode.server(repo, root / "tritonserver.log") as server, \
+            mode.watch() as exits, StepProgress(root, count_steps(_spec_dict())):
+        local.init(runner=mode.runner(server.admin_key), pipeline_root=str(root),
+                   raise_on_error=True)
+        mode.pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
                          "triton_url": server.grpc_url, "triton_variant": "python"})
+        if serving is not None:
+            serving(server)
     seconds = time.perf_counter() - started
     new_runs = sorted(p for p in set(root.iterdir()) - before
                       if p.is_dir() and p.name.startswith(PIPELINE_NAME))
     if not new_runs:
         raise RuntimeError(f"the local run left no run directory under {root}")
-    return LocalRun(new_runs[-1], seconds, collect_tasks(new_runs[-1]))
+    return LocalRun(new_runs[-1], seconds, collect_tasks(new_runs[-1]), mode.step_images(),
+                    list(getattr(exits, "exits", [])))
 
 
 def _spec_dict() -> dict[str, Any]:
@@ -100,7 +164,7 @@ def collect_tasks(run_dir: Path) -> list[TaskRecord]:
 def summary_rows(run: LocalRun) -> list[dict[str, Any]]:
     """Per model: AP, AP50, latency, params, GFLOPs, gate result — the README's final table."""
     rows: dict[str, dict[str, Any]] = {}
-    for rec in run.by_prefix("nas-search"):
+    for rec in run.by_prefix("nas"):
         meta = rec.artifacts.get("model_config", {})
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             params_m=meta.get("params_m"), gflops=meta.get("gflops"))
@@ -116,11 +180,11 @@ def summary_rows(run: LocalRun) -> list[dict[str, Any]]:
         meta = rec.artifacts.get("verdict", {})
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             gate="pass" if rec.outputs.get("Output") else "FAIL", gate_reason=meta.get("reason"))
-    for rec in run.by_prefix("deploy-triton"):
+    for rec in run.by_prefix("deploy"):
         meta = rec.artifacts.get("deployment", {})
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             served=f"v{meta.get('version')} {meta.get('status')}")
-    for rec in run.by_prefix("train-teacher") + run.by_prefix("distill"):
+    for rec in run.by_prefix("train") + run.by_prefix("distill"):
         meta = rec.artifacts.get("model", {})
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             weights=meta.get("uri"), teacher=meta.get("teacher"))

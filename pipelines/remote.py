@@ -21,10 +21,12 @@ from typing import Any
 import yaml
 
 from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT
+from damo_core.errors import UnavailableError, UserInputError
 from pipelines.damo_pipeline import compile_pipeline, damo_pipeline
+from pipelines.params import PipelineParameterError
 
 
-class UnknownStepError(ValueError):
+class UnknownStepError(UserInputError):
     """The step named for a rerun is not a task of the run's pipeline."""
 
 
@@ -47,11 +49,12 @@ def pipeline_parameters() -> dict[str, Any]:
 def check_parameters(params: dict[str, Any], known: dict[str, Any], source: str) -> None:
     unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ValueError(f"{source}: unknown pipeline parameter(s) {unknown}; the pipeline "
-                         f"takes {sorted(known)} (see `damo pipeline params`)")
+        raise PipelineParameterError(f"{source}: unknown pipeline parameter(s) {unknown}; the "
+                                     f"pipeline takes {sorted(known)} (see `damo pipeline "
+                                     "params`)")
 
 
-class KfpUnavailableError(ValueError):
+class KfpUnavailableError(UnavailableError, ValueError):
     """No KFP API server answers at the host (down, wrong URL, no route); names the host."""
 
 
@@ -92,7 +95,7 @@ def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
           service_account: str = PIPELINE_SERVICE_ACCOUNT) -> Submitted:
     """Rerun ``step`` of run ``run_id`` (and what depends on it, if asked); see module doc."""
     kfp_client = client(host, token, namespace)
-    earlier = kfp_client.get_run(run_id)
+    earlier = _get_run(kfp_client, run_id, host)
     spec = _spec_of(kfp_client, earlier, run_id)
     rerun_spec = select_step(spec, step, with_dependants=with_dependants)
     runtime = earlier.runtime_config.parameters if earlier.runtime_config else None
@@ -110,12 +113,28 @@ def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
                            experiment_id=None if experiment else earlier.experiment_id)
 
 
+class UnknownRunError(UserInputError):
+    """The run to rerun does not exist on that KFP server."""
+
+
+def _get_run(kfp_client: Any, run_id: str, host: str) -> Any:
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        return kfp_client.get_run(run_id)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        raise UnknownRunError(f"no run {run_id!r} on {host} (HTTP 404); take the run id "
+                              "from the run's page or `damo pipeline submit`'s output") from None
+
+
 def _create_run(kfp_client: Any, package: str, params: dict[str, Any], experiment: str | None,
                 run_name: str, namespace: str | None, service_account: str,
                 experiment_id: str | None = None) -> Submitted:
     if not service_account.strip():
-        raise ValueError("service account: empty name; the run's pods need one that may "
-                         f"drive PyTorchJobs (default {PIPELINE_SERVICE_ACCOUNT})")
+        raise UserInputError("service account: empty name; the run's pods need one that may "
+                             f"drive PyTorchJobs (default {PIPELINE_SERVICE_ACCOUNT})")
     result = kfp_client.create_run_from_pipeline_package(
         package, arguments=params, run_name=run_name, namespace=namespace,
         experiment_name=None if experiment_id else (experiment or "damo-yolo"),
@@ -133,7 +152,7 @@ def _spec_of(kfp_client: Any, run: Any, run_id: str) -> dict[str, Any]:
         spec = kfp_client.get_pipeline_version(ref.pipeline_id, ref.pipeline_version_id
                                                ).pipeline_spec
     if not spec:
-        raise ValueError(f"run {run_id}: the server returned no pipeline spec to rerun")
+        raise UserInputError(f"run {run_id}: the server returned no pipeline spec to rerun")
     return spec if "pipeline_spec" in spec else {"pipeline_spec": spec}
 
 

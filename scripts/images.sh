@@ -8,6 +8,7 @@
 #   scripts/images.sh smoke            # run them: damo --help, damo data synth, Triton health
 #   scripts/images.sh check            # leftovers check of the images already built
 #   scripts/images.sh check=IMAGE      # the same check of any image
+#   scripts/images.sh build=FILE:TAG   # build another Dockerfile the same way (context: repo)
 #   DAMO_COLD=1 scripts/images.sh cpu  # drop the images and the build cache first (cold timing)
 #
 # Tags: DAMO_IMAGE, DAMO_GPU_IMAGE and DAMO_TRITON_IMAGE of components/_image.py (the one place
@@ -26,6 +27,11 @@
 # file:// indexes are served read-only on 127.0.0.1 for the duration of the build, the
 # certificate bundle and constraint files are secret files. Nothing of it is written to a layer,
 # a build argument or the image's configuration (`check` verifies this).
+#
+# Failures in one line (scripts/build_checks.py): a COPY of a path missing from the build
+# context names the image and the path; after each build, every module the image's components
+# (or, for Triton, its Python models) import is imported inside it, and one it lacks is named
+# with the image and the component.
 #
 # Settings (environment): DAMO_PYTHON_IMAGE, DAMO_REBUILD_BASE=1, DAMO_COLD=1,
 # DAMO_TORCH_INDEX (auto: PyTorch's index when reachable, else none = torch from the pip
@@ -296,7 +302,10 @@ build() {  # $1 name, $2 dockerfile, $3 tag, rest: extra docker build args
       --label "damo-pipeline.image=$name" \
       -f "$dockerfile" -t "$tag" . >"$logfile" 2>&1; then
     tail -n 40 "$logfile" >&2
-    die "$name: build failed (log $logfile)"
+    # A COPY of a path missing from the build context: one line naming the image and path.
+    python3 scripts/build_checks.py copy-errors "$logfile" --image "$tag" \
+      --dockerfile "$dockerfile" || true
+    die "$name: build of $tag failed (log $logfile)"
   fi
   TIMES[$name]=$(($(now_ms) - t0))
   TAGS[$name]=$tag
@@ -307,6 +316,21 @@ build() {  # $1 name, $2 dockerfile, $3 tag, rest: extra docker build args
   cached=$(grep -c ' CACHED$' "$logfile" || true)
   NOTES[$name]="$cached/$steps steps cached"
   log "$name: built in $(secs "${TIMES[$name]}") s (${NOTES[$name]})"
+  check_imports "$name" "$tag"
+}
+
+# What runs in each image must import there (scripts/build_checks.py): the component bodies
+# whose base_image is the image's constant; for Triton, the deployment's Python models.
+check_imports() {  # $1 name, $2 tag
+  local sources=()
+  case $1 in
+    cpu) sources=(--components-of DAMO_IMAGE) ;;
+    gpu) sources=(--components-of DAMO_GPU_IMAGE) ;;
+    triton) sources=(damo_core/serve/python_models.py) ;;
+    *) return 0 ;;
+  esac
+  python3 scripts/build_checks.py imports "$2" "${sources[@]}" \
+    || die "$1: $2 cannot import what runs in it (above); the image is left tagged for a look"
 }
 
 build_cpu() { build cpu docker/Dockerfile.cpu "$CPU_TAG" "${TORCH_ARGS[@]}"; }
@@ -498,7 +522,8 @@ main() {
         ((failed == 0)) || die "leftovers found"
         ;;
       check=*) check_image "${t#check=}" || die "leftovers found in ${t#check=}" ;;
-      *) die "unknown target $t (base, cpu, triton, gpu, smoke, check, check=IMAGE)" ;;
+      build=*:*) t=${t#build=}; build "$(basename "${t%%:*}")" "${t%%:*}" "${t#*:}" ;;
+      *) die "unknown target $t (base, cpu, triton, gpu, smoke, check, check=IMAGE, build=FILE:TAG)" ;;
     esac
   done
   summary

@@ -1,1 +1,1 @@
-"""KFP component: benchmark."""
+"""KFP component: benchmark (a shell over damo_core.steps.benchmark.run)."""

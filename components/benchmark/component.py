@@ -14,13 +14,10 @@ def benchmark(exported: Input[Model], runs: int, metrics: Output[Metrics],
     Returns:
         The median latency in milliseconds, which the gate checks against the budget.
     """
-    from damo_core.steps import benchmark_step
+    from damo_core.steps.benchmark import run
 
-    stats = benchmark_step(exported.path, fmt=exported.metadata["format"],
-                           image_size=exported.metadata["image_size"], runs=runs,
-                           model_name=exported.metadata["model_name"], run_id=run_id)
+    report = run(exported.path, runs=runs, run_id=run_id)
     for key in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "throughput"):
-        metrics.log_metric(key, stats[key])
-    metrics.metadata.update({k: stats[k] for k in ("format",)})
-    metrics.metadata["model_name"] = exported.metadata["model_name"]
-    return stats["p50_ms"]
+        metrics.log_metric(key, report[key])
+    metrics.metadata.update({k: report[k] for k in ("format", "model_name", "cpu")})
+    return report["p50_ms"]

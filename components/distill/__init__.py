@@ -1,1 +1,1 @@
-"""KFP component: distill."""
+"""KFP component: distill (a shell over damo_core.steps.distill.run)."""

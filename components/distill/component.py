@@ -21,14 +21,13 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
         Validation AP50 of the student's best checkpoint.
     """
     from components._image import DAMO_GPU_IMAGE
-    from damo_core.steps import train_model
+    from damo_core.steps._training import Placement
+    from damo_core.steps.distill import run
 
-    meta = train_model(data.path, model.path, model=model_config.path, settings=settings,
-                       preset=preset, teacher_dir=teacher.path,
-                       distill_settings=distill_settings, run_id=run_id, nodes=nodes,
-                       gpus_per_node=gpus_per_node, workspace_pvc=workspace_pvc,
-                       image=DAMO_GPU_IMAGE)
-    meta["teacher"] = teacher.metadata.get("model_name")
+    meta = run(data.path, model.path, model=model_config.path, teacher=teacher.path,
+               settings=settings, distill_settings=distill_settings, preset=preset,
+               run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
+                                                  DAMO_GPU_IMAGE))
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

@@ -1,1 +1,1 @@
-"""KFP component: evaluate."""
+"""KFP component: evaluate (a shell over damo_core.steps.evaluate.run)."""

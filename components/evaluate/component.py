@@ -14,10 +14,10 @@ def evaluate(data: Input[Dataset], model: Input[Model], metrics: Output[Metrics]
     Returns:
         AP50, the metric the gate checks.
     """
-    from damo_core.steps import evaluate_model
+    from damo_core.steps.evaluate import METRICS, run
 
-    result = evaluate_model(model.path, data.path, run_id=run_id)
-    for key, value in result.items():
-        metrics.log_metric(key, value)
-    metrics.metadata["model_name"] = model.metadata.get("model_name")
+    result = run(model.path, data.path, run_id=run_id)
+    for key in METRICS:
+        metrics.log_metric(key, result[key])
+    metrics.metadata["model_name"] = result["model_name"]
     return result["AP50"]

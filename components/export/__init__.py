@@ -1,1 +1,1 @@
-"""KFP component: export."""
+"""KFP component: export (a shell over damo_core.steps.export.run)."""

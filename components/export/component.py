@@ -12,7 +12,7 @@ def export(model: Input[Model], fmt: str, exported: Output[Model], dynamic_batch
         fmt: onnx, openvino (CPU) or tensorrt (needs the GPU image and a GPU node).
         dynamic_batch: any batch size (Triton's native variant then batches requests).
     """
-    from damo_core.steps import export_step
+    from damo_core.steps.export import run
 
-    exported.metadata.update(export_step(model.path, exported.path, fmt=fmt,
-                                         dynamic_batch=dynamic_batch))
+    exported.metadata.update(run(model.path, exported.path, fmt=fmt,
+                                 dynamic_batch=dynamic_batch))

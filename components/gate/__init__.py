@@ -1,1 +1,1 @@
-"""KFP component: gate."""
+"""KFP component: gate (a shell over damo_core.steps.gate.run)."""

@@ -19,17 +19,10 @@ def gate(model_name: str, ap50: float, latency_ms: float, map_floor: float,
     Returns:
         True when the model may be deployed.
     """
-    from damo_core.steps import gate as check
+    from damo_core.steps.gate import run
 
-    # a floor outside [0, 1] or a budget that is not a finite ms > 0 (NaN included) raises
-    # ValueError: the step fails there, so nothing after it (deploy) runs; a NaN/inf AP50 or
-    # latency is a FAIL verdict
-    try:
-        ok, why = check({"AP50": ap50}, latency_ms, map_floor=map_floor,
-                        latency_budget_ms=latency_budget_ms)
-    except ValueError as err:
-        raise ValueError(f"gate {model_name}: bad request: {err}") from None
-    reason = f"{model_name}: {'PASS' if ok else 'FAIL'}: {why}"
-    print(f"gate {reason}")
-    verdict.metadata.update({"model_name": model_name, "passed": ok, "reason": reason})
-    return ok
+    result = run({"AP50": ap50}, latency_ms, map_floor=map_floor,
+                 latency_budget_ms=latency_budget_ms, model_name=model_name)
+    print(f"gate {result['reason']}")
+    verdict.metadata.update(result)
+    return result["passed"]

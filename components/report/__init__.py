@@ -1,0 +1,1 @@
+"""KFP component: report (a shell over damo_core.steps.report.run)."""

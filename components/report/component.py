@@ -11,8 +11,8 @@ def report(eval_l: Input[Metrics], eval_m: Input[Metrics], eval_s: Input[Metrics
            page: Output[HTML]):
     """Latency against mAP of every model (the paper's Figure 1 for this run): a PNG, and an
     HTML page embedding it that the KFP UI shows, for people without Grafana."""
-    from damo_core.steps import report_step
+    from damo_core.steps.report import run
 
     evals = [dict(a.metadata) for a in (eval_l, eval_m, eval_s, eval_t)]
     benches = [dict(a.metadata) for a in (bench_l, bench_m, bench_s, bench_t)]
-    chart.metadata.update(report_step(evals, benches, chart.path, page.path))
+    chart.metadata.update(run(evals, benches, chart.path, page.path))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from damo_core.bench.latency import LatencyStats, Runner, benchmark
+from damo_core.errors import UserInputError
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ def interleaved(contenders: Sequence[Contender], *, rounds: int = 5, runs: int =
     """
     names = [c.name for c in contenders]
     if len(set(names)) != len(names):
-        raise ValueError(f"contender names must be unique, got {names}")
+        raise UserInputError(f"contender names must be unique, got {names}")
     if rounds <= 0:
-        raise ValueError(f"rounds must be positive, got {rounds}")
+        raise UserInputError(f"rounds must be positive, got {rounds}")
     per_round: list[dict[str, LatencyStats]] = []
     for index in range(rounds):
         shift = index % len(contenders)

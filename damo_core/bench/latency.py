@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from damo_core.atomic import atomic_write_text
+from damo_core.errors import UserInputError
 from damo_core.export import onnx as onnx_format
 from damo_core.export import openvino as openvino_format
 from damo_core.export import tensorrt as tensorrt_format
@@ -75,7 +76,7 @@ def benchmark(runner: Runner, input: Any, *, warmup: int = 10, runs: int = 50) -
     wall-clock time per call is the latency.
     """
     if runs <= 0 or warmup < 0:
-        raise ValueError(f"need runs > 0 and warmup >= 0, got runs={runs}, warmup={warmup}")
+        raise UserInputError(f"need runs > 0 and warmup >= 0, got runs={runs}, warmup={warmup}")
     for _ in range(warmup):
         runner(input)
     times = []
@@ -159,7 +160,7 @@ def make_runner(fmt: str, path: Path, *, threads: int | None, batch: int) -> Run
         return openvino_format.load_runner(path, threads=threads, batch=batch)
     if fmt == "tensorrt":
         return tensorrt_format.load_runner(path)
-    raise ValueError(f"no runner for format {fmt!r}; expected one of {sorted(RUNTIMES)}")
+    raise UserInputError(f"no runner for format {fmt!r}; expected one of {sorted(RUNTIMES)}")
 
 
 def random_images(image_size: int, batch: int = 1, scale: float = 1.0) -> np.ndarray:
@@ -180,14 +181,15 @@ def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
     directory when ``None``).
     """
     if fmt not in RUNTIMES:
-        raise ValueError(f"unknown benchmark format {fmt!r}; expected one of {sorted(RUNTIMES)}")
+        raise UserInputError(f"unknown benchmark format {fmt!r}; expected one of "
+                             f"{sorted(RUNTIMES)}")
     if batch <= 0:
-        raise ValueError(f"batch must be positive, got {batch}")
+        raise UserInputError(f"batch must be positive, got {batch}")
     images = random_images(image_size, batch)
     precision = "int8" if int8 else "fp16" if half else "fp32"
     if fmt == BASELINE:
         if half or int8:
-            raise ValueError("the pytorch baseline runs FP32 on CPU; drop half/int8")
+            raise UserInputError("the pytorch baseline runs FP32 on CPU; drop half/int8")
         stats = _time_torch(TorchRunner(model), images, threads, warmup, runs)
     else:
         with tempfile.TemporaryDirectory(prefix="damo-bench-") as tmp:
@@ -211,8 +213,8 @@ def parse_target(target: str) -> tuple[str, str]:
     fmt, _, precision = target.partition(":")
     precision = precision or "fp32"
     if fmt not in RUNTIMES or precision not in PRECISIONS:
-        raise ValueError(f"bad benchmark target {target!r}: expected FORMAT[:PRECISION] with "
-                         f"FORMAT in {sorted(RUNTIMES)} and PRECISION in {list(PRECISIONS)}")
+        raise UserInputError(f"bad benchmark target {target!r}: expected FORMAT[:PRECISION] with "
+                             f"FORMAT in {sorted(RUNTIMES)} and PRECISION in {list(PRECISIONS)}")
     return fmt, precision
 
 

@@ -51,13 +51,19 @@ def side_by_side(results: list[BenchResult], baseline: str = BASELINE,
                  title: str | None = None) -> Table:
     """A rich table of :func:`report_rows`."""
     host = results[0].host if results else {}
+    return rows_table(report_rows(results, baseline), host, baseline, title)
+
+
+def rows_table(rows: list[dict[str, Any]], host: dict[str, Any], baseline: str = BASELINE,
+               title: str | None = None) -> Table:
+    """The rich table of report rows (as :func:`report_rows` makes and the JSON stores)."""
     table = Table(title=title or f"Latency, {host.get('cpu', '?')} "
                                 f"({host.get('cpu_count', '?')} CPUs); baseline = {baseline}")
     columns = ("model", "size", "batch", "format", "precision", "mean ms", "p50 ms", "p90 ms",
                "p99 ms", "img/s", f"speed-up vs {baseline} (p50)")
     for column in columns:
         table.add_column(column, justify="left" if column in ("model", "format") else "right")
-    for row in report_rows(results, baseline):
+    for row in rows:
         ratio = row["speedup_vs_baseline"]
         table.add_row(
             row["model"], str(row["image_size"]), str(row["batch"]), row["format"],
@@ -68,9 +74,13 @@ def side_by_side(results: list[BenchResult], baseline: str = BASELINE,
     return table
 
 
+def report_doc(results: list[BenchResult], baseline: str = BASELINE) -> dict[str, Any]:
+    """The report: the rows, the baseline's name, and the raw results (host info included)."""
+    return {"baseline": baseline, "rows": report_rows(results, baseline),
+            "results": [r.to_dict() for r in results]}
+
+
 def write_report(results: list[BenchResult], path: str | Path,
                  baseline: str = BASELINE) -> Path:
-    """JSON with the rows, the baseline's name, and the raw results (host info included)."""
-    doc = {"baseline": baseline, "rows": report_rows(results, baseline),
-           "results": [r.to_dict() for r in results]}
-    return atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    """:func:`report_doc` as JSON."""
+    return atomic_write_text(path, json.dumps(report_doc(results, baseline), indent=2) + "\n")

@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from damo_core.atomic import atomic_write_text
+from damo_core.errors import UnavailableError
 
 READY_MARKER = ".damo-side-env-ready"
 
 
-class SideEnvError(RuntimeError):
+class SideEnvError(UnavailableError):
     """The side environment could not be built, or a command in it failed."""
 
 

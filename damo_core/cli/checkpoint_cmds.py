@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from damo_core.cli.errors import exit_on_user_error
+from damo_core.errors import UserInputError
 from damo_core.models.checkpoint_format import upgrade_checkpoint
 
 checkpoint_app = typer.Typer(help="Weights files: convert older checkpoints to the safe format.",
@@ -30,6 +31,6 @@ def upgrade(
     with --trusted.
     """
     if not trusted:
-        raise ValueError(f"{src}: 'damo checkpoint upgrade' unpickles the file, which runs any "
-                         "code it carries; pass --trusted if you made it or trust it")
+        raise UserInputError(f"{src}: 'damo checkpoint upgrade' unpickles the file, which runs any "
+                             "code it carries; pass --trusted if you made it or trust it")
     typer.echo(f"upgraded {src} -> {upgrade_checkpoint(src, out)} (loads with weights_only=True)")

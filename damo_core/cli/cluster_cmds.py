@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from damo_core.cli.errors import exit_on_user_error, read_json
+from damo_core.cli.errors import exit_on_user_error
+from damo_core.errors import UserInputError
+from damo_core.steps._common import read_json_file as read_json
 
 metrics_app = typer.Typer(help="Prometheus metrics: push step results, the latency-vs-mAP PNG.",
                           no_args_is_help=True)
@@ -31,8 +33,8 @@ def dashboards(out: Annotated[Path, typer.Option(help="Directory for the dashboa
 @exit_on_user_error
 def push(
     kind: Annotated[str, typer.Argument(help="eval | latency | train")],
-    values: Annotated[Path, typer.Argument(help="JSON dict: evaluate_model's output (eval), "
-                                                "benchmark_step's (latency), a results row.")],
+    values: Annotated[Path, typer.Argument(help="JSON dict: the evaluate step's output (eval), "
+                                                "the benchmark step's (latency), a results row.")],
     run: Annotated[str, typer.Option(help="Run id label.")],
     model: Annotated[str, typer.Option(help="Model label.")],
     fmt: Annotated[str, typer.Option("--format", help="Format label.")] = "pytorch",
@@ -45,10 +47,10 @@ def push(
 
     pushers = {"eval": push_eval, "latency": push_latency, "train": push_train_epoch}
     if kind not in pushers:
-        raise ValueError(f"metrics kind {kind!r} is not one of {sorted(pushers)}")
+        raise UserInputError(f"metrics kind {kind!r} is not one of {sorted(pushers)}")
     data = read_json(values, "metrics")
     if not isinstance(data, dict):
-        raise ValueError(f"{values}: expected a JSON object, got {type(data).__name__}")
+        raise UserInputError(f"{values}: expected a JSON object, got {type(data).__name__}")
     labels = MetricLabels(run=run, model=model, format=fmt, device=device)
     pushed = pushers[kind](data, labels, url=gateway, strict=True)
     typer.echo("pushed" if pushed else "not pushed: no Pushgateway configured")
@@ -67,7 +69,7 @@ def report(
 
     data = read_json(rows, "metrics")
     if not isinstance(data, list):
-        raise ValueError(f"{rows}: expected a JSON list of per-model dicts")
+        raise UserInputError(f"{rows}: expected a JSON list of per-model dicts")
     typer.echo(str(plot_latency_vs_map(data, out, metric=metric)))
 
 

@@ -1,4 +1,4 @@
-"""Dataset commands."""
+"""``damo unify`` (a shell over the unify step) and the dataset tools under ``damo data``."""
 
 from __future__ import annotations
 
@@ -52,20 +52,56 @@ def labelspace(
     typer.echo(" ".join(f"{k}={v}" for k, v in result.items()))
 
 
-@data_app.command("unify")
+Alpha = Annotated[float, typer.Option(help="Source smoothing: weight ~ size^alpha.")]
+RfsThreshold = Annotated[float, typer.Option(help="Repeat-factor threshold t.")]
+SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Drop and count bad entries "
+                                           "instead of stopping.")]
+
+
 @exit_on_user_error
 def unify(
+    source: Annotated[list[str], typer.Option(
+        "--source", help="synthetic, a dataset.yaml, or (repeatable) NAME[:FORMAT]=URI"
+        "[,images=URI][,classes=URI] sources unified over --label-space.")],
+    out: Annotated[Path, typer.Option(help="Dataset directory to write (dataset.yaml).")],
+    label_space: Annotated[str, typer.Option(
+        help="Mapping CSV (path or s3://) or preset:NAME, for NAME=URI sources. [default: "
+        "none]")] = "",
+    classes: Annotated[int, typer.Option(help="Synthetic: number of object kinds.")] = 4,
+    images: Annotated[int, typer.Option(help="Synthetic: total images.")] = 160,
+    img_size: Annotated[int, typer.Option("--img-size", "--imgsz",
+                                          help="Synthetic: image side in pixels.")] = 256,
+    seed: Annotated[int, typer.Option(help="Same seed, same data and split.")] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Unified: share of images in val.")] = 0.05,
+    alpha: Alpha = 0.5,
+    rfs_threshold: RfsThreshold = 0.001,
+    skip_invalid: SkipInvalid = False,
+) -> None:
+    """The training data as one dataset (dataset.yaml) in OUT, as the pipeline's unify step."""
+    import json
+
+    from damo_core.steps.unify import run
+
+    meta = run(source, out, label_space=label_space, num_classes=classes, num_images=images,
+               image_size=img_size, seed=seed, val_fraction=val_fraction, alpha=alpha,
+               rfs_threshold=rfs_threshold, skip_invalid=skip_invalid)
+    typer.echo(json.dumps(meta, indent=2))
+
+
+@data_app.command("unify")
+@exit_on_user_error
+def manifests(
     source: SourceOpt,
     label_space: Annotated[str, typer.Option(help="Mapping CSV (path or s3://) or "
                                                   "preset:NAME.")],
     out: Annotated[str, typer.Option(help="Output directory or s3://bucket/prefix.")],
     shard_images: Annotated[int, typer.Option(help="Images per Parquet shard.")] = 200_000,
-    alpha: Annotated[float, typer.Option(help="Source smoothing: weight ~ size^alpha.")] = 0.5,
-    rfs_threshold: Annotated[float, typer.Option(help="Repeat-factor threshold t.")] = 0.001,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Drop and count bad "
-                                               "entries instead of stopping.")] = False,
+    alpha: Alpha = 0.5,
+    rfs_threshold: RfsThreshold = 0.001,
+    skip_invalid: SkipInvalid = False,
 ) -> None:
-    """Unify sources into sharded Parquet manifests, label_space.json, counts and plots."""
+    """Unify sources into sharded Parquet manifests, label_space.json, counts and plots only
+    (`damo unify` also writes the dataset training reads)."""
     from damo_core.data.unify import unify as run_unify
 
     result = run_unify(source, label_space, out, shard_images=shard_images, alpha=alpha,

@@ -1,4 +1,5 @@
-"""``damo nas``: MAE-NAS backbone search and the latency table it prices candidates with."""
+"""``damo nas`` (a shell over the NAS step) and ``damo nas-lut``, the latency table the search
+prices candidates with."""
 
 from __future__ import annotations
 
@@ -7,59 +8,66 @@ from typing import Annotated
 
 import typer
 
+from damo_core.cli import options as opt
 from damo_core.cli.errors import exit_on_user_error
 
-nas_app = typer.Typer(help="MAE-NAS: zero-training backbone search under budgets.",
-                      no_args_is_help=True)
-
-Block = Annotated[str, typer.Option("--block", help="res | csp | mob")]
-Model = Annotated[str | None, typer.Option(
-    "--model", help="Model whose neck/head and options the backbone is searched for "
-    "(default: damoyolo_t for res, damoyolo_m for csp, damoyolo_ns for mob).")]
-ImageSize = Annotated[int | None, typer.Option("--image-size", help="Input side (default: "
-                                                                    "the model's).")]
+Block = Annotated[str | None, typer.Option(
+    "--block", help="Search space: res | csp | mob. [default: the model's backbone's]")]
 DEFAULT_LUT = Path("runs/nas/lut_cpu.json")
 
 
-@nas_app.command("search")
 @exit_on_user_error
-def search(
-    out: Annotated[Path, typer.Option("--out", help="Structure file to write (TinyNAS text).")],
-    block: Block = "res",
-    model: Model = None,
-    budget_flops: Annotated[str | None, typer.Option(help="Whole model, e.g. 18G.")] = None,
-    budget_params: Annotated[str | None, typer.Option(help="Whole model, e.g. 8.5M.")] = None,
-    budget_layers: Annotated[int | None, typer.Option(help="TinyNAS layer count.")] = None,
-    budget_latency_ms: Annotated[float | None, typer.Option(help="Backbone, from --lut.")] = None,
-    image_size: ImageSize = None,
-    lut: Annotated[Path, typer.Option("--lut", help="Table from `damo nas lut`.")] = DEFAULT_LUT,
-    population: Annotated[int, typer.Option(help="Candidates kept.")] = 64,
-    generations: Annotated[int, typer.Option(help="Evolution rounds.")] = 60,
+def nas(
+    out: Annotated[Path, typer.Option(
+        "--out", help="Model YAML to write (train it with `damo train --model OUT`); the "
+        "structure, search log, summary and plot go beside it.")],
+    model: Annotated[str, typer.Option(
+        "--model", help="Zoo model whose backbone is searched (neck, head and options "
+        "kept).")] = "damoyolo_t",
+    budget_params_m: Annotated[float, typer.Option(
+        "--budget-params-m", help="Whole deploy model, millions; 0: the paper's.")] = 0.0,
+    budget_gflops: Annotated[float, typer.Option(
+        "--budget-gflops", help="Whole deploy model, GFLOPs; 0: the paper's.")] = 0.0,
+    budget_layers: Annotated[int, typer.Option(
+        "--budget-layers", help="TinyNAS layer count; 0: the published structure's.")] = 0,
+    budget_latency_ms: Annotated[float, typer.Option(
+        "--budget-latency-ms", help="Backbone latency from --lut; 0: none.")] = 0.0,
+    lut: Annotated[Path, typer.Option("--lut", help="Table from `damo nas-lut`.")] = DEFAULT_LUT,
+    generations: Annotated[int, typer.Option(
+        help="Evolution rounds; 0 keeps the published structure.")] = 6,
+    population: Annotated[int, typer.Option(help="Candidates kept.")] = 16,
     seed: Annotated[int, typer.Option(help="Same seed, same result.")] = 0,
     score: Annotated[str, typer.Option(help="analytic | forward")] = "analytic",
+    block: Block = None,
+    img_size: opt.ImgSize = None,
+    warm_start: Annotated[bool, typer.Option(
+        help="Seed the population with the published structure.")] = True,
 ) -> None:
-    """Search a backbone; writes OUT plus OUT_search_log.csv, _search.json, _population.png."""
-    from damo_core.nas.commands import budgets_from_cli, search_to_files
+    """Search a backbone under budgets; writes OUT (a model YAML) and the search's files."""
+    import json
 
-    budgets = budgets_from_cli(budget_params, budget_flops, budget_layers, budget_latency_ms)
-    summary = search_to_files(block, model, budgets, out, lut=lut, image_size=image_size,
-                              population=population, generations=generations, seed=seed,
-                              score=score)
-    typer.echo(summary)
+    from damo_core.steps.nas import run
+
+    meta = run(model, out, budget_params_m=budget_params_m, budget_gflops=budget_gflops,
+               budget_layers=budget_layers, budget_latency_ms=budget_latency_ms, lut=lut,
+               generations=generations, population=population, seed=seed, score=score,
+               block=block, img_size=img_size, warm_start=warm_start, progress=True)
+    typer.echo(json.dumps(meta, indent=2))
 
 
-@nas_app.command("lut")
 @exit_on_user_error
-def lut_cmd(
+def nas_lut(
     device: Annotated[str, typer.Option("--device", help="cpu")] = "cpu",
-    block: Block = "res",
-    model: Model = None,
-    image_size: ImageSize = None,
+    block: Annotated[str, typer.Option("--block", help="res | csp | mob")] = "res",
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model whose options the ops take. [default: damoyolo_t for res, "
+        "damoyolo_m for csp, damoyolo_ns for mob]")] = None,
+    img_size: opt.ImgSize = None,
     threads: Annotated[int, typer.Option(help="Torch threads while timing.")] = 1,
     runs: Annotated[int, typer.Option(help="Repeats per op (the minimum is kept).")] = 5,
     out: Annotated[Path, typer.Option("--out", help="Table JSON to write.")] = DEFAULT_LUT,
 ) -> None:
     """Time every op class of the block's search space on this device (a minute or two)."""
-    from damo_core.nas.commands import measure_lut
+    from damo_core.nas.latency_lut import measure_lut
 
-    typer.echo(measure_lut(device, block, model, image_size, threads, runs, out))
+    typer.echo(measure_lut(device, block, model, img_size, threads, runs, out))

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from damo_core.cli.errors import exit_on_user_error
 from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT
+from damo_core.errors import UserInputError
 
 # The options submit and rerun share (kfp.Client's host, namespace and token; the run's
 # service account).
@@ -63,16 +64,28 @@ def run(
     params: Annotated[Path | None, typer.Option(help="YAML of pipeline parameters.")] = None,
     root: Annotated[Path, typer.Option(help="Local pipeline root.")] = Path("runs/pipeline"),
     overrides: Annotated[list[str] | None, typer.Argument(help="param=value pairs.")] = None,
+    containers: Annotated[bool, typer.Option(
+        "--containers", help="Run every step in its image (KFP DockerRunner) and Triton from "
+        "the Triton image; build them first: scripts/images.sh cpu triton.")] = False,
+    gpu_image: Annotated[str | None, typer.Option(
+        "--gpu-image", help="With --containers: the image train/distill run in. [default: "
+        "DAMO_GPU_IMAGE if built, else the CPU image]")] = None,
 ) -> None:
     """Run the whole DAG locally (KFP local runner, local artifacts, CPU, synthetic data)."""
     if not local:
-        raise ValueError("only --local runs here; use `damo pipeline submit` for a cluster")
+        raise UserInputError("only --local runs here; use `damo pipeline submit` for a cluster")
+    if gpu_image is not None and not containers:
+        raise UserInputError("--gpu-image names an image of --containers; add --containers")
     raw = _read_params(params, overrides)  # a bad file fails before the slow imports below
     from pipelines.local_run import LOCAL_PARAMS, run_local, summary_rows
 
-    result = run_local(_params(params, overrides, LOCAL_PARAMS, raw=raw), root)
+    result = run_local(_params(params, overrides, LOCAL_PARAMS, raw=raw), root,
+                       containers=containers, gpu_image=gpu_image)
     typer.echo(f"pipeline finished in {result.seconds / 60:.1f} min; artifacts under "
                f"{result.run_dir}")
+    if result.exits:
+        codes = sorted({e.code for e in result.exits})
+        typer.echo(f"{len(result.exits)} step containers ran; exit codes: {codes}")
     for rec in result.tasks:
         for name, art in rec.artifacts.items():
             typer.echo(f"  {rec.task}/{name}: {art['uri']}")

@@ -1,11 +1,5 @@
-"""``damo infer``, ``damo serve-bench`` and ``damo serve {local,deploy}``: Triton serving.
-
-Registered in ``app.py`` as::
-
-    app.command("infer")(serve_cmds.infer)
-    app.command("serve-bench")(serve_cmds.serve_bench)
-    app.add_typer(serve_cmds.serve_app, name="serve")
-"""
+"""Triton serving: ``damo deploy`` (a shell over the deploy step; also ``damo serve deploy``),
+``damo serve local``, ``damo infer`` and ``damo serve-bench``."""
 
 from __future__ import annotations
 
@@ -18,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from damo_core.cli.errors import exit_on_user_error
+from damo_core.errors import UserInputError
 
 serve_app = typer.Typer(help="Triton serving: model repository, deploy, local server.",
                         no_args_is_help=True)
@@ -39,7 +34,7 @@ def infer(
 ) -> None:
     """Detect objects in images with a model deployed on Triton (gRPC)."""
     if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
-        raise ValueError(f"--conf must be a score threshold in [0, 1], got {conf}")
+        raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
     from damo_core.eval import draw_detections
     from damo_core.serve.client import TritonDetector, detections_json
 
@@ -74,7 +69,7 @@ def serve_bench(
     from damo_core.serve.bench import serve_bench as run
     from damo_core.serve.codec import read_image_bytes
     from damo_core.serve.deploy import probe_image
-    from damo_core.steps import write_json
+    from damo_core.steps._common import write_json
 
     encoded = [read_image_bytes(p) for p in images] if images else [probe_image(640, 480)]
     results = run(url, model, encoded, concurrencies=concurrency or [1, 2, 4],
@@ -97,21 +92,38 @@ def local(
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port.")] = 8002,
     log: Annotated[Path | None, typer.Option(help="Server log file (default: temporary).")] = None,
+    container: Annotated[bool, typer.Option(
+        "--container", help="Run the server from the Triton image (docker) instead of the "
+        "bundled tritonserver.")] = False,
+    image: Annotated[str | None, typer.Option(
+        help="Image for --container. [default: DAMO_TRITON_IMAGE of components/_image.py]")
+    ] = None,
 ) -> None:
     """Run the CPU Triton server on 127.0.0.1 in the foreground, every model loaded.
 
     Its model-repository API (load/unload, which can run code sent in a request) needs the
     admin key: DAMO_TRITON_ADMIN_KEY if set, else a random key printed here for deploy.
+    With --container the server is the Triton image's (built by scripts/images.sh triton),
+    on the same ports, with the repository mounted at its own path.
     """
     from damo_core.serve.admin import ADMIN_KEY_ENV
     from damo_core.serve.errors import TritonStartError
     from damo_core.serve.local_server import LocalTriton, stop_on_signals
 
-    # SIGTERM/SIGHUP stop the server like Ctrl-C: its process group is killed and its
-    # temporary directory removed before this process exits (128 + the signal's number).
+    if image is not None and not container:
+        raise UserInputError("--image names the image of --container; add --container")
+    # SIGTERM/SIGHUP stop the server like Ctrl-C: its process group (or container) is killed
+    # and its temporary directory removed before this process exits (128 + the signal).
     with stop_on_signals():
-        server = LocalTriton(repo, load=["*"], ports=(grpc_port, http_port, metrics_port),
-                             log_path=log)
+        ports = (grpc_port, http_port, metrics_port)
+        if container:
+            from components._image import DAMO_TRITON_IMAGE
+            from damo_core.serve.container_server import ContainerTriton
+
+            server: LocalTriton = ContainerTriton(repo, image=image or DAMO_TRITON_IMAGE,
+                                                  load=["*"], ports=ports, log_path=log)
+        else:
+            server = LocalTriton(repo, load=["*"], ports=ports, log_path=log)
         try:
             server.start()
         except TritonStartError as err:
@@ -119,7 +131,7 @@ def local(
                         fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
         try:
-            typer.echo(f"Triton ready (pid {server.pid}): grpc {server.grpc_url}, http "
+            typer.echo(f"Triton ready ({server.where}): grpc {server.grpc_url}, http "
                        f"{server.http_url}, metrics {server.metrics_url}; log "
                        f"{server.log_path}; Ctrl-C stops it")
             if server.key_generated:  # a key the user chose is not echoed into terminal logs
@@ -140,13 +152,14 @@ def local(
             server.stop()
 
 
-@serve_app.command("deploy")
 @exit_on_user_error
 def deploy(
     exported: Annotated[Path, typer.Argument(help="Directory written by `damo export`.")],
-    repo: Annotated[Path, typer.Option("--repo", help="Model repository to add it to.")],
+    repo: Annotated[str, typer.Option(
+        "--repo", "--repository", help="Model repository (a directory or s3://bucket/prefix) "
+        "to add it to.")],
     url: Annotated[str | None, typer.Option(
-        "--url", help="Triton gRPC HOST:PORT to load it on; without it only writes.")] = None,
+        "--url", help="Triton gRPC HOST:PORT to load it on. [default: none, only write]")] = None,
     variant: Annotated[str, typer.Option(help="python (local CPU server) or native.")] = "python",
     max_batch: Annotated[int, typer.Option(help="max_batch_size of the models.")] = 8,
 ) -> None:
@@ -155,15 +168,11 @@ def deploy(
     Loading needs the server's admin key in DAMO_TRITON_ADMIN_KEY (`damo serve local` prints
     it; on the cluster it is the Secret damo-triton-admin).
     """
-    from damo_core.serve.deploy import deploy as run
     from damo_core.serve.errors import DeployError
-    from damo_core.serve.model_config import ServingOptions
+    from damo_core.steps.deploy import run
 
-    preferred = tuple(b for b in (4, 8) if b <= max_batch)
     try:
-        result = run(exported, repo, url, variant=variant,
-                     options=ServingOptions(max_batch_size=max_batch,
-                                            preferred_batch_sizes=preferred))
+        result = run(exported, repo, url, variant=variant, max_batch=max_batch)
     except DeployError as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None

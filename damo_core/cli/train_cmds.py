@@ -1,76 +1,77 @@
-"""Training, evaluation and prediction commands (ultralytics-style ``key=value`` overrides)."""
+"""``damo train``, ``damo evaluate`` (``eval``, ``val``) and ``damo predict``: shells over the
+train and evaluate steps (ultralytics-style ``key=value`` settings) and the predictor."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from damo_core.cli import options as opt
 from damo_core.cli.errors import check_img_size, exit_on_user_error
 
 
 @exit_on_user_error
 def train(
-    model: Annotated[str, typer.Option(help="Zoo name (damoyolo_t ...) or a model YAML.")],
-    data: Annotated[Path, typer.Option(help="dataset.yaml (see `damo data synth`).")],
+    model: opt.Model,
+    data: opt.Data,
     out: Annotated[Path, typer.Option(help="Run directory for checkpoints and plots.")] = Path(
         "runs/train"),
-    epochs: Annotated[int | None, typer.Option(help="Total epochs.")] = None,
-    batch: Annotated[int | None, typer.Option(help="Images per step.")] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", help="Input side.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML of training settings.")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Initial weights (.pt/.pth).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    epochs: opt.Epochs = None,
+    batch: opt.Batch = None,
+    img_size: opt.ImgSize = None,
+    preset: opt.Preset = None,
+    weights: opt.InitWeights = None,
+    resume: opt.Resume = False,
     backbone: Annotated[Path | None, typer.Option(
-        "--backbone", help="TinyNAS structure file (e.g. from `damo nas search`) replacing the "
-        "model's backbone structure.")] = None,
-    overrides: Annotated[list[str] | None, typer.Argument(
-        help="key=value training settings, e.g. lr_per_image=0.0002 augment.mosaic_prob=0")] = None,
+        "--backbone", help="TinyNAS structure file (e.g. from `damo nas`) replacing the "
+        "model's backbone structure. [default: the model's]")] = None,
+    run_id: opt.RunId = None,
+    nodes: opt.Nodes = 1,
+    gpus_per_node: opt.GpusPerNode = 1,
+    overrides: opt.Overrides = None,
 ) -> None:
     """Train a detector; writes last.pt, best.pt, results.csv/png, metrics.json into OUT."""
-    from damo_core.train import load_train_config, parse_overrides
-    from damo_core.train import train as run_train
-    from damo_core.train.trainer import summary_line
+    from damo_core.steps._training import Placement
+    from damo_core.steps.train import run
 
-    settings = parse_overrides(overrides or [])
-    for key, value in (("epochs", epochs), ("batch", batch), ("img_size", img_size)):
-        if value is not None:
-            settings[key] = value
-    if backbone is not None:
-        from damo_core.nas.search import model_yaml_with_backbone
+    settings = opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size)
+    meta = run(data, out, model=model, settings=settings, preset=preset, weights=weights,
+               resume=resume, backbone=backbone, run_id=run_id,
+               placement=Placement(nodes, gpus_per_node), progress=True)
+    typer.echo(summary(meta, out))
 
-        model = str(model_yaml_with_backbone(model, backbone, out / "model.yaml"))
-    result = run_train(model, data, out, load_train_config(config, settings), weights=weights,
-                       resume=resume)
-    typer.echo(summary_line(result))
+
+def summary(meta: dict[str, Any], out: Path) -> str:
+    """One JSON line a script can parse: the best checkpoint's AP and where it is."""
+    return json.dumps({"model": meta["model_name"], "AP": meta["AP"], "AP50": meta["AP50"],
+                       "epochs": meta["epochs"], "best": str(out / "best.pt")})
 
 
 @exit_on_user_error
 def evaluate(
-    weights: Annotated[Path, typer.Option(help="Checkpoint written by `damo train`.")],
-    data: Annotated[Path, typer.Option(help="dataset.yaml")],
+    weights: opt.Weights,
+    data: opt.Data,
     split: Annotated[str, typer.Option(help="train or val")] = "val",
-    img_size: Annotated[int | None, typer.Option("--img-size")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write metrics JSON here.")] = None,
+    img_size: opt.ImgSize = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the metrics JSON (per-class AP too) here. [default: none]")] = None,
+    run_id: opt.RunId = None,
 ) -> None:
     """COCO AP, AP50, AP75, APs/m/l and per-class AP of a trained checkpoint."""
     check_img_size(img_size)
-    from damo_core.eval import evaluate as run_eval
-    from damo_core.train import load_trained
+    from damo_core.steps.evaluate import run
 
-    model, meta = load_trained(weights)
-    result = run_eval(model, data, split=split, image_size=img_size or meta["image_size"])
-    if out is not None:
-        result.to_json(out)
-    typer.echo(json.dumps({k: getattr(result, k) for k in
-                           ("AP", "AP50", "AP75", "APs", "APm", "APl")}, indent=2))
+    metrics = run(weights, data, split=split, img_size=img_size, out_json=out, run_id=run_id,
+                  progress=True)
+    typer.echo(json.dumps(metrics, indent=2))
 
 
 @exit_on_user_error
 def predict(
-    weights: Annotated[Path, typer.Option(help="Checkpoint written by `damo train`.")],
+    weights: opt.Weights,
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     out: Annotated[Path, typer.Option(help="Directory for annotated images.")] = Path(
         "runs/predict"),
@@ -78,12 +79,15 @@ def predict(
 ) -> None:
     """Detect objects in images and save copies with the boxes drawn."""
     if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
-        raise ValueError(f"--conf must be a score threshold in [0, 1], got {conf}")
+        from damo_core.errors import UserInputError
+
+        raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
     from damo_core.eval import annotated_paths, draw_detections
     from damo_core.eval import predict as run_predict
+    from damo_core.steps._common import weights_file
     from damo_core.train import load_trained
 
-    model, meta = load_trained(weights)
+    model, meta = load_trained(weights_file(weights))
     detections = run_predict(model, images, image_size=meta["image_size"], score_threshold=conf)
     for path, dets, target in zip(images, detections, annotated_paths(images, out), strict=True):
         draw_detections(path, dets, meta["class_names"], target)

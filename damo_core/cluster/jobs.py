@@ -22,12 +22,13 @@ from damo_core.cluster.pytorchjob import (
     REPLICA_TYPE_LABEL,
     VERSION,
 )
+from damo_core.errors import DamoError
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed")
 
 
-class TrainingJobError(RuntimeError):
+class TrainingJobError(DamoError, RuntimeError):
     """The PyTorchJob failed or did not finish in time; the message carries its conditions."""
 
 

@@ -16,11 +16,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from damo_core.cluster.jobs import JobOutcome, run_pytorchjob
+from damo_core.cluster.jobs import JobOutcome, TrainingJobError, run_pytorchjob
 from damo_core.cluster.pytorchjob import build_pytorchjob, train_job_spec
+from damo_core.errors import InputNotFoundError
 
 MINIO_SECRET_ENV = {"AWS_ACCESS_KEY_ID": ("damo-minio", "accesskey"),
                     "AWS_SECRET_ACCESS_KEY": ("damo-minio", "secretkey")}
+
+
+class JobOutputMissingError(TrainingJobError, FileNotFoundError):
+    """The job reported success but its run directory is not on the shared volume: a failed
+    job, not the user's input (still a ``FileNotFoundError`` for existing callers)."""
 
 
 def override_pairs(settings: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -56,7 +62,7 @@ def _stage(source: Path, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
     else:
-        raise FileNotFoundError(f"training input {source} does not exist")
+        raise InputNotFoundError(f"training input {source} does not exist")
     return target
 
 
@@ -73,7 +79,7 @@ def train_with_pytorchjob(
     ``model`` is a zoo name or a model YAML file (staged); ``data_dir`` holds dataset.yaml.
     Extra ``options`` go to :class:`~damo_core.cluster.pytorchjob.TrainJobSpec`."""
     if not (Path(data_dir) / "dataset.yaml").is_file():
-        raise FileNotFoundError(f"training data {data_dir} has no dataset.yaml")
+        raise InputNotFoundError(f"training data {data_dir} has no dataset.yaml")
     stage = Path(workspace) / job_name
     data = _stage(Path(data_dir), stage / "data") / "dataset.yaml"
     if Path(model).suffix in (".yaml", ".yml"):
@@ -89,6 +95,6 @@ def train_with_pytorchjob(
                           mount_path=str(workspace), secret_env=MINIO_SECRET_ENV, **options)
     outcome = run_job(build_pytorchjob(spec))
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"PyTorchJob {job_name} finished but wrote no {run_dir}")
+        raise JobOutputMissingError(f"PyTorchJob {job_name} finished but wrote no {run_dir}")
     shutil.copytree(run_dir, out_dir, dirs_exist_ok=True)
     return outcome

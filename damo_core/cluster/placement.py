@@ -1,7 +1,7 @@
 """Where the pipeline's training steps train: in the step's process, torchrun in the step's pod,
 or a PyTorchJob of N nodes. One pipeline parameter set (nodes, GPUs per node, workspace PVC)
 chooses, and every path leaves the same run directory (best.pt, last.pt, results.csv ...) in
-the step's output, so ``damo_core.steps.train_model`` returns the same metadata whichever ran.
+the step's output, so the train and distill steps return the same metadata whichever ran.
 
 Why the choice lives here and not in the component: components stay shells, and the rules
 (which mode, the job's name, its namespace, image and environment) are unit-tested without a
@@ -27,6 +27,7 @@ import yaml
 
 from damo_core.cluster import launch
 from damo_core.cluster.jobs import JobOutcome, TrainingJobError, run_pytorchjob
+from damo_core.errors import DamoError, UserInputError
 from damo_core.metrics import push
 
 WORKSPACE = "/workspace"  # where the pipeline mounts the workspace PVC (step pod and job pods)
@@ -38,11 +39,11 @@ DEFAULT_NAMESPACE = "damo"
 _DNS_MAX = 63
 
 
-class PlacementError(ValueError):
+class PlacementError(UserInputError):
     """A training placement parameter is out of range or inconsistent."""
 
 
-class WorkspaceMissingError(FileNotFoundError):
+class WorkspaceMissingError(DamoError, FileNotFoundError):
     """A PyTorchJob needs the shared workspace, and it is not mounted in this pod."""
 
 
@@ -177,7 +178,7 @@ def train_placed(placement: TrainPlacement, data_dir: str | Path, out_dir: str |
                  image: str | None = None) -> JobOutcome | None:
     """Train in a torchrun subprocess or a PyTorchJob (``placement.mode``), into ``out_dir``.
 
-    The in-process mode is the caller's own (``damo_core.steps.train_model``); this raises for
+    The in-process mode is the caller's own (``damo_core.steps._training.fit``); this raises for
     it so a wrong dispatch cannot silently train twice. Returns the job's outcome, if a job ran.
     """
     run = run or push.run_id()

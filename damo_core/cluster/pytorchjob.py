@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from damo_core.errors import UserInputError
+
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
 CONTAINER = "pytorch"  # the operator finds the training container by this name
 JOB_NAME_LABEL = "training.kubeflow.org/job-name"
@@ -68,20 +70,20 @@ class TrainJobSpec:
 
     def __post_init__(self) -> None:
         if len(self.name) > 63 or not _DNS_LABEL.match(self.name):
-            raise ValueError(f"PyTorchJob name {self.name!r} must be a DNS label "
-                             "(lowercase letters, digits, '-', at most 63 characters)")
+            raise UserInputError(f"PyTorchJob name {self.name!r} must be a DNS label "
+                                 "(lowercase letters, digits, '-', at most 63 characters)")
         if not self.image or any(c.isspace() for c in self.image):
-            raise ValueError(f"PyTorchJob image must be a non-empty reference, got "
-                             f"{self.image!r}")
+            raise UserInputError(f"PyTorchJob image must be a non-empty reference, got "
+                                 f"{self.image!r}")
         if not self.damo_args:
-            raise ValueError("PyTorchJob damo_args is empty: give the damo command to run")
+            raise UserInputError("PyTorchJob damo_args is empty: give the damo command to run")
         for what, value in (("nodes", self.nodes), ("gpus_per_node", self.gpus_per_node)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"PyTorchJob {what} must be an integer >= 1, got {value!r}")
+                raise UserInputError(f"PyTorchJob {what} must be an integer >= 1, got {value!r}")
         for what, value in (("cpu", self.cpu), ("memory", self.memory),
                             ("shm_size", self.shm_size)):
             if not _QUANTITY.match(value):
-                raise ValueError(f"PyTorchJob {what} {value!r} is not a Kubernetes quantity")
+                raise UserInputError(f"PyTorchJob {what} {value!r} is not a Kubernetes quantity")
 
     @property
     def world_size(self) -> int:

@@ -380,7 +380,7 @@ class DatasetSpec:
             return self.train_json, self.train_images
         if name == "val":
             return self.val_json, self.val_images
-        raise ValueError(f"unknown split {name!r}; expected 'train' or 'val'")
+        raise DatasetError(f"unknown split {name!r}; expected 'train' or 'val'")
 
 
 _YAML_PATH_FIELDS = ("train", "val", "train_images", "val_images")

@@ -20,6 +20,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from damo_core.errors import InputNotFoundError, UserInputError
+
 # 64 megapixels: above any camera or 8K frame a detector is fed (8K UHD is 33 MP), far below
 # PIL's own decompression-bomb limit (~179 MP). Override with $DAMO_MAX_IMAGE_PIXELS.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -28,7 +30,7 @@ MAX_PIXELS_ENV = "DAMO_MAX_IMAGE_PIXELS"
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(UserInputError):
     """A file that cannot be used as an image; the message names it and says why."""
 
 
@@ -42,7 +44,7 @@ def max_pixels() -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise ValueError(f"${MAX_PIXELS_ENV} must be a positive integer, got {raw!r}")
+        raise UserInputError(f"${MAX_PIXELS_ENV} must be a positive integer, got {raw!r}")
     return value
 
 
@@ -66,7 +68,7 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
                     f"{label}: {width}x{height} is {width * height / 1e6:.0f} megapixels, {over}")
             return to_rgb(im)
     except FileNotFoundError:
-        raise FileNotFoundError(f"image file {label} does not exist") from None
+        raise InputNotFoundError(f"image file {label} does not exist") from None
     except Image.DecompressionBombError as err:  # PIL's own, far larger, limit tripped first
         raise ImageDecodeError(f"{label}: {err}; {over}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:

@@ -29,6 +29,7 @@ import numpy as np
 
 from damo_core.data.errors import DatasetError
 from damo_core.data.formats.base import SourceClass
+from damo_core.errors import UserInputError
 from damo_core.resources import read_data_text
 
 __all__ = ["DROP", "PRESETS", "LabelSpace", "Proposal", "UnifiedClass", "load_preset",
@@ -336,7 +337,7 @@ def write_label_space(out: str, *, sources: Sequence[str] = (), preset: str | No
     from damo_core.storage import open_store
 
     if bool(preset) == bool(sources):
-        raise ValueError("give either --preset or at least one --source, not both")
+        raise UserInputError("give either --preset or at least one --source, not both")
     store_uri, _, key = out.rpartition("/")
     store = open_store(store_uri or ".")
     if preset:

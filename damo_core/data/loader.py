@@ -8,9 +8,11 @@ builds it or on how many workers there are, and resuming at epoch ``k`` reproduc
 each epoch.
 
 Train pipeline (reference order): mosaic of 4 images + random affine (probability
-``mosaic_prob``; otherwise a plain resize / letterbox), mixup (``mixup_prob``), horizontal
-flip, colour jitter, SADA box-level augmentation. Eval pipeline: resize / letterbox only,
-recording the placement so predictions can be mapped back with :func:`scale_boxes_back`.
+``mosaic_prob``; otherwise the input fit, stretch or letterbox by ``keep_ratio``), mixup
+(``mixup_prob``), horizontal flip, colour jitter, SADA box-level augmentation. Eval pipeline:
+the input fit only,
+recording the placement so predictions can be mapped back with ``target["placement"]``
+(:meth:`damo_core.data.fit.Placement.to_original`, the inverse evaluation and serving use).
 Images stay raw 0..255 (mean 0, std 1), as DAMO-YOLO consumes them.
 """
 
@@ -30,14 +32,16 @@ from damo_core.data.augment import (
     box_level_augment,
     color_jitter,
     drop_small,
+    fit_sample,
     mixup,
     mosaic,
     random_hflip,
-    resize_to_input,
 )
 from damo_core.data.coco import CocoDetection
+from damo_core.data.fit import FitMode, fit_from_keep_ratio
+from damo_core.errors import UserInputError
 
-__all__ = ["DetectionDataset", "EpochSampler", "build_dataloader", "collate", "scale_boxes_back"]
+__all__ = ["DetectionDataset", "EpochSampler", "build_dataloader", "collate"]
 
 Target = dict[str, Any]
 
@@ -47,9 +51,11 @@ class DetectionDataset(Dataset):
 
     ``target`` holds ``boxes`` (float32 ``[N, 4]`` xyxy in input pixels), ``labels`` (int64
     ``[N]``), ``image_id``, ``orig_size`` ``(h, w)``, ``scale`` ``(sx, sy)`` and ``pad``
-    ``(left, top)`` with ``x_in = x_orig * sx + left``. A mosaic has no single original, so
-    for it ``orig_size`` is ``(S, S)``, scale ``(1, 1)`` and pad ``(0, 0)`` (identity); in
-    train mode the placement describes the resize only, not a later flip.
+    ``(left, top)`` with ``x_in = x_orig * sx + left``, and ``placement``, the
+    :class:`~damo_core.data.fit.Placement` they come from (its ``to_original`` maps back).
+    A mosaic has no single original, so for it ``orig_size`` is ``(S, S)``, scale ``(1, 1)``
+    and pad ``(0, 0)`` (identity); in train mode the placement describes the resize only, not
+    a later flip.
     """
 
     def __init__(
@@ -62,9 +68,9 @@ class DetectionDataset(Dataset):
         seed: int = 0,
     ) -> None:
         if image_size <= 0:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+            raise UserInputError(f"image_size must be positive, got {image_size}")
         if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+            raise UserInputError(f"seed must be >= 0, got {seed}")
         self.source = source
         self.train = train
         self.image_size = image_size
@@ -82,12 +88,18 @@ class DetectionDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws (and shuffle order) to reproduce."""
         if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+            raise UserInputError(f"epoch must be >= 0, got {epoch}")
         self.epoch = epoch
 
     def close_mosaic(self) -> None:
         """Switch to the final-epochs recipe: no mosaic, mixup or box-level augmentation."""
         self.mosaic_closed = True
+
+    @property
+    def fit(self) -> FitMode:
+        """How images are fitted to the input (``augment.keep_ratio``); the trainer records it
+        in the checkpoint so evaluation and serving fit the same way."""
+        return fit_from_keep_ratio(self.augment.keep_ratio)
 
     @property
     def active_augment(self) -> AugmentConfig:
@@ -108,9 +120,8 @@ class DetectionDataset(Dataset):
         if self.train:
             sample, placement = self._train_sample(index, self.rng(index))
         else:
-            cfg = self.augment
-            sample, placement = resize_to_input(
-                self._load(index), self.image_size, cfg.keep_ratio, cfg.pad_value
+            sample, placement = fit_sample(
+                self._load(index), self.image_size, self.fit, self.augment.pad_value
             )
         chw = np.ascontiguousarray(sample.image.transpose(2, 0, 1), dtype=np.float32)
         target: Target = {
@@ -120,6 +131,7 @@ class DetectionDataset(Dataset):
             "orig_size": placement.orig_size,
             "scale": placement.scale,
             "pad": placement.pad,
+            "placement": placement,
         }
         return torch.from_numpy(chw), target
 
@@ -134,11 +146,9 @@ class DetectionDataset(Dataset):
             others = rng.integers(0, len(self), size=3)
             tiles = [self._load(i) for i in (index, *others)]
             sample = mosaic(tiles, size, rng, cfg)
-            placement = Placement((1.0, 1.0), (0, 0), (size, size))
+            placement = Placement.identity(size)
         else:
-            sample, placement = resize_to_input(
-                self._load(index), size, cfg.keep_ratio, cfg.pad_value
-            )
+            sample, placement = fit_sample(self._load(index), size, self.fit, cfg.pad_value)
         if len(sample.boxes) and len(self._with_boxes) and rng.random() < cfg.mixup_prob:
             partner = self._load(self._with_boxes[rng.integers(len(self._with_boxes))])
             sample = mixup(
@@ -218,9 +228,9 @@ def build_dataloader(
     ``close_mosaic``; call ``dataset.set_epoch(e)`` before iterating epoch ``e``.
     """
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise UserInputError(f"batch_size must be positive, got {batch_size}")
     if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+        raise UserInputError(f"workers must be >= 0, got {workers}")
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -231,28 +241,3 @@ def build_dataloader(
         persistent_workers=False,
     )
 
-
-def scale_boxes_back(
-    boxes: torch.Tensor | np.ndarray,
-    scale: float | tuple[float, float],
-    pad: tuple[float, float],
-    orig_size: tuple[int, int],
-) -> torch.Tensor | np.ndarray:
-    """Map ``[..., 4]`` xyxy boxes from network-input pixels to original-image pixels.
-
-    Inverts ``x_in = x_orig * sx + left`` (a single float ``scale`` means ``sx == sy``) and
-    clips to the ``(h, w)`` image, because letterbox padding lets predictions spill outside.
-    Returns the same kind of array it was given (a tensor keeps its device and dtype).
-    """
-    sx, sy = (scale, scale) if isinstance(scale, int | float) else scale
-    h, w = orig_size
-    offset = [pad[0], pad[1], pad[0], pad[1]]
-    factor = [sx, sy, sx, sy]
-    limit = [w, h, w, h]
-    if isinstance(boxes, torch.Tensor):
-        out = (boxes - boxes.new_tensor(offset)) / boxes.new_tensor(factor)
-        return torch.minimum(out.clamp(min=0), boxes.new_tensor(limit))
-    arr = np.asarray(boxes)
-    dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float32
-    out_np = (arr - np.asarray(offset, dtype=dtype)) / np.asarray(factor, dtype=dtype)
-    return np.clip(out_np, 0, np.asarray(limit, dtype=dtype)).astype(dtype)

@@ -30,6 +30,9 @@ import numpy as np
 import pyarrow as pa
 from torch.utils.data import Sampler
 
+from damo_core.data.errors import DatasetError
+from damo_core.errors import UserInputError
+
 __all__ = ["SamplingPlan", "WeightedEpochSampler", "class_image_fraction", "image_weights",
            "manifest_csr", "plan_sampling", "repeat_factors", "source_shares"]
 
@@ -37,9 +40,9 @@ __all__ = ["SamplingPlan", "WeightedEpochSampler", "class_image_fraction", "imag
 def source_shares(sizes: Mapping[str, int], alpha: float) -> dict[str, float]:
     """``p_s`` proportional to ``n_s ** alpha`` (empty sources get 0)."""
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise UserInputError(f"alpha must be in [0, 1], got {alpha}")
     if any(n < 0 for n in sizes.values()) or not any(sizes.values()):
-        raise ValueError(f"source sizes must be >= 0 with at least one > 0, got {dict(sizes)}")
+        raise UserInputError(f"source sizes must be >= 0 with at least one > 0, got {dict(sizes)}")
     raw = {s: (float(n) ** alpha if n > 0 else 0.0) for s, n in sizes.items()}
     total = sum(raw.values())
     return {s: v / total for s, v in raw.items()}
@@ -59,7 +62,7 @@ def repeat_factors(offsets: np.ndarray, classes: np.ndarray, num_classes: int,
                    threshold: float) -> np.ndarray:
     """Per-image repeat factor ``max(1, max_c sqrt(threshold / f_c))`` (1 without boxes)."""
     if threshold <= 0:
-        raise ValueError(f"repeat-factor threshold must be > 0, got {threshold}")
+        raise UserInputError(f"repeat-factor threshold must be > 0, got {threshold}")
     freq = class_image_fraction(offsets, classes, num_classes)
     per_class = np.maximum(1.0, np.sqrt(threshold / np.maximum(freq, 1e-12)))
     n = len(offsets) - 1
@@ -120,7 +123,7 @@ def manifest_csr(batches: Iterable[pa.RecordBatch]
         counts.append(np.diff(lists.offsets.to_numpy()))
         classes.append(lists.flatten().to_numpy())
     if not source_ids:
-        raise ValueError("manifest has no images")
+        raise DatasetError("manifest has no images")
     offsets = np.r_[0, np.cumsum(np.concatenate(counts))].astype(np.int64)
     return (tuple(names), np.concatenate(source_ids), offsets,
             np.concatenate(classes).astype(np.int64))
@@ -145,18 +148,18 @@ class WeightedEpochSampler(Sampler[int]):
                  num_samples: int | None = None, rank: int = 0, world_size: int = 1) -> None:
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim != 1 or len(w) != len(dataset):
-            raise ValueError(f"weights must be 1-D with one entry per image ({len(dataset)}), "
-                             f"got shape {w.shape}")
+            raise UserInputError(f"weights must be 1-D with one entry per image ({len(dataset)}), "
+                                 f"got shape {w.shape}")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError("weights must be finite, >= 0 and not all zero")
+            raise UserInputError("weights must be finite, >= 0 and not all zero")
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+            raise UserInputError(f"rank {rank} is not in 0..{world_size - 1}")
         self.dataset = dataset
         self.probs = w / w.sum()
         self.seed = seed
         self.num_samples = len(w) if num_samples is None else num_samples
         if self.num_samples <= 0:
-            raise ValueError(f"num_samples must be positive, got {self.num_samples}")
+            raise UserInputError(f"num_samples must be positive, got {self.num_samples}")
         self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:

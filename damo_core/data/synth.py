@@ -33,6 +33,8 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from damo_core.errors import OutputExistsError, UserInputError
+
 __all__ = [
     "AREA_BUCKETS",
     "ClassSpec",
@@ -43,6 +45,7 @@ __all__ = [
     "annotate_visible",
     "class_specs",
     "generate",
+    "image_hw",
     "render_image",
     "shape_mask",
 ]
@@ -125,7 +128,7 @@ class RenderedImage:
 def class_specs(num_classes: int) -> list[ClassSpec]:
     """Assign each class a unique (shape, colour) pair; names stay readable ("circle", ...)."""
     if not 1 <= num_classes <= MAX_CLASSES:
-        raise ValueError(f"num_classes must be in [1, {MAX_CLASSES}], got {num_classes}")
+        raise UserInputError(f"num_classes must be in [1, {MAX_CLASSES}], got {num_classes}")
     specs = []
     for k in range(num_classes):
         shape = SHAPES[k % len(SHAPES)]
@@ -158,7 +161,7 @@ def shape_mask(shape: str, height: int, width: int) -> np.ndarray:
     if shape == "hexagon":
         s3 = math.sqrt(3.0)
         return (np.abs(v) <= s3 / 2.0) & (s3 * np.abs(u) + np.abs(v) <= s3)
-    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    raise UserInputError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
 @cache
@@ -167,15 +170,15 @@ def _fill_factor(shape: str) -> float:
     return float(shape_mask(shape, 128, 128).mean())
 
 
-def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
-    """Bilinearly upsample an (n, n, C) float grid to (size, size, C) float32.
+def _upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinearly upsample an (n, n, C) float grid to (height, width, C) float32.
 
     Uses Pillow's float ("F") resampler per channel: C code, fast and bit-reproducible.
     """
     planes = [
         np.asarray(
             Image.fromarray(np.ascontiguousarray(grid[:, :, c], dtype=np.float32)).resize(
-                (size, size), Image.Resampling.BILINEAR
+                (width, height), Image.Resampling.BILINEAR
             )
         )
         for c in range(grid.shape[2])
@@ -188,11 +191,11 @@ def _normal(rng: np.random.Generator, std: float, shape: tuple[int, ...]) -> np.
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Low-saturation textured canvas (float32 HxWx3) so objects are not on flat colour."""
     base = (rng.uniform(80.0, 160.0) + rng.uniform(-15.0, 15.0, size=3)).astype(np.float32)
-    coarse = _upsample(_normal(rng, 22.0, (5, 5, 1)), size)
-    fine = _upsample(_normal(rng, 9.0, (24, 24, 3)), size)
+    coarse = _upsample(_normal(rng, 22.0, (5, 5, 1)), height, width)
+    fine = _upsample(_normal(rng, 9.0, (24, 24, 3)), height, width)
     return fine + coarse + base
 
 
@@ -207,21 +210,28 @@ def _blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.sqrt(u * u + v * v) <= radius
 
 
-def _sample_size(rng: np.random.Generator, shape: str, size: int) -> tuple[int, int]:
-    """Pick an area bucket, then a (h, w) box whose *mask* area hits a log-uniform target."""
+def _sample_size(
+    rng: np.random.Generator, shape: str, image_hw: tuple[int, int]
+) -> tuple[int, int]:
+    """Pick an area bucket (a fraction of the image area), then a (h, w) box whose *mask* area
+    hits a log-uniform target; neither side exceeds 0.9 of the image's shorter side."""
     bucket = rng.choice(len(AREA_BUCKETS), p=_BUCKET_PROBS)
     low, high = list(AREA_BUCKETS.values())[bucket]
-    area = math.exp(rng.uniform(math.log(low), math.log(high))) * size * size
+    area = math.exp(rng.uniform(math.log(low), math.log(high))) * image_hw[0] * image_hw[1]
     side = math.sqrt(area / _fill_factor(shape))
     aspect = math.exp(rng.uniform(-0.15, 0.15))
-    limit = 0.9 * size
+    limit = 0.9 * min(image_hw)
     h = int(round(min(max(side * aspect, 6.0), limit)))
     w = int(round(min(max(side / aspect, 6.0), limit)))
     return h, w
 
 
 def _place(
-    rng: np.random.Generator, h: int, w: int, size: int, centres: Sequence[tuple[float, float]]
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    image_hw: tuple[int, int],
+    centres: Sequence[tuple[float, float]],
 ) -> tuple[int, int]:
     """Top-left corner keeping the box inside the image; often near an earlier object so
     that occlusion actually happens."""
@@ -230,9 +240,9 @@ def _place(
         cy += rng.normal(0.0, 0.35 * h)
         cx += rng.normal(0.0, 0.35 * w)
     else:
-        cy, cx = rng.uniform(0, size), rng.uniform(0, size)
-    y0 = int(np.clip(round(cy - h / 2), 0, size - h))
-    x0 = int(np.clip(round(cx - w / 2), 0, size - w))
+        cy, cx = rng.uniform(0, image_hw[0]), rng.uniform(0, image_hw[1])
+    y0 = int(np.clip(round(cy - h / 2), 0, image_hw[0] - h))
+    x0 = int(np.clip(round(cx - w / 2), 0, image_hw[1] - w))
     return y0, x0
 
 
@@ -279,9 +289,9 @@ def _draw_object(
     Colour is jittered and shaded; a dark outline keeps overlapping same-class objects
     visually separable, so every annotated instance is one a person could box.
     """
-    size = canvas.shape[0]
-    h, w = _sample_size(rng, spec.shape, size)
-    y0, x0 = _place(rng, h, w, size, centres)
+    image_hw = (canvas.shape[0], canvas.shape[1])
+    h, w = _sample_size(rng, spec.shape, image_hw)
+    y0, x0 = _place(rng, h, w, image_hw, centres)
     mask = shape_mask(spec.shape, h, w)
     count = int(mask.sum())
     colour = np.asarray(spec.colour, np.float32) + _normal(rng, 8.0, (3,))
@@ -294,10 +304,11 @@ def _draw_object(
 
 def _draw_distractor(rng: np.random.Generator, scene: RenderedImage, canvas: np.ndarray) -> None:
     """Paint a desaturated, heavily textured blob: clutter that must not be detected."""
-    size = canvas.shape[0]
-    h = int(rng.integers(max(6, size // 20), max(8, size // 4)))
-    w = int(np.clip(h * math.exp(rng.uniform(-0.5, 0.5)), 6, size - 1))
-    y0, x0 = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    height, width = canvas.shape[:2]
+    side = min(height, width)
+    h = int(rng.integers(max(6, side // 20), max(8, side // 4)))
+    w = int(np.clip(h * math.exp(rng.uniform(-0.5, 0.5)), 6, width - 1))
+    y0, x0 = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
     mask = _blob_mask(rng, h, w)
     grey = (rng.uniform(50.0, 200.0) + rng.uniform(-12.0, 12.0, size=3)).astype(np.float32)
     texture = _normal(rng, 18.0, (int(mask.sum()), 1))
@@ -326,13 +337,15 @@ def annotate_visible(instance_mask: np.ndarray, objects: Sequence[SynthObject]) 
 def render_image(
     rng: np.random.Generator,
     classes: Sequence[ClassSpec],
-    size: int,
+    size: int | tuple[int, int],
     guaranteed_label: int | None = None,
 ) -> RenderedImage:
-    """Render one cluttered scene; ``guaranteed_label`` is painted last so it is never hidden,
-    which lets :func:`generate` promise every class appears in every split."""
-    canvas = _background(rng, size)
-    scene = RenderedImage(np.empty(0, np.uint8), np.zeros((size, size), np.int32), [])
+    """Render one cluttered scene, ``size`` square or ``(height, width)``; ``guaranteed_label``
+    is painted last so it is never hidden, which lets :func:`generate` promise every class
+    appears in every split."""
+    height, width = (size, size) if isinstance(size, int) else size
+    canvas = _background(rng, height, width)
+    scene = RenderedImage(np.empty(0, np.uint8), np.zeros((height, width), np.int32), [])
     plan = [int(rng.integers(len(classes))) for _ in range(int(rng.integers(3, 9)))]
     plan += [-1] * int(rng.integers(2, 5))  # distractors
     plan = [plan[i] for i in rng.permutation(len(plan))]
@@ -345,7 +358,7 @@ def render_image(
         else:
             _draw_object(rng, scene, canvas, classes[label], label, centres)
     annotate_visible(scene.instance_mask, scene.objects)
-    canvas += _normal(rng, 5.0, (size, size, 1))  # luminance grain over everything
+    canvas += _normal(rng, 5.0, (height, width, 1))  # luminance grain over everything
     scene.image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return scene
 
@@ -360,16 +373,39 @@ def _write_json(obj: object, path: Path) -> None:
     path.write_text(json.dumps(obj, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
+def image_hw(index: int, image_size: int, aspect_ratios: Sequence[float]) -> tuple[int, int]:
+    """``(height, width)`` of image ``index``: its aspect ratio (width / height) is
+    ``aspect_ratios[index % len]`` and its longer side ``image_size``. Indexing by the image
+    (not by its position in a split) keeps the size independent of the train/val partition."""
+    aspect = aspect_ratios[index % len(aspect_ratios)]
+    if aspect >= 1.0:
+        return round(image_size / aspect), image_size
+    return image_size, round(image_size * aspect)
+
+
 def _check_args(num_images: int, image_size: int, val_fraction: float, seed: int) -> None:
     """Reject arguments that would produce an empty split or shapes that cannot fit."""
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise UserInputError(f"seed must be >= 0, got {seed}")
     if num_images < 2:
-        raise ValueError(f"num_images must be >= 2 (one train and one val image), got {num_images}")
+        raise UserInputError(
+            f"num_images must be >= 2 (one train and one val image), got {num_images}")
     if image_size < 32:
-        raise ValueError(f"image_size must be >= 32 pixels, got {image_size}")
+        raise UserInputError(f"image_size must be >= 32 pixels, got {image_size}")
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
+        raise UserInputError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
+
+
+def _check_aspects(aspect_ratios: Sequence[float], image_size: int) -> None:
+    """Every image's shorter side must still hold the 32 px that ``image_size`` must."""
+    if not aspect_ratios:
+        raise UserInputError("aspect_ratios must name at least one width/height ratio")
+    for aspect in aspect_ratios:
+        if not (isinstance(aspect, int | float) and math.isfinite(aspect) and aspect > 0):
+            raise UserInputError(f"aspect ratio {aspect!r} must be a positive number")
+        if min(image_hw(0, image_size, [aspect])) < 32:
+            raise UserInputError(f"aspect ratio {aspect} leaves the shorter side of a "
+                                 f"{image_size} px image under 32 pixels")
 
 
 def _split_indices(num_images: int, val_fraction: float, seed: int) -> dict[str, list[int]]:
@@ -395,12 +431,17 @@ def _coco_file(
 
 
 def _iter_split(
-    indices: Sequence[int], classes: Sequence[ClassSpec], size: int, seed: int
+    indices: Sequence[int],
+    classes: Sequence[ClassSpec],
+    size: int,
+    seed: int,
+    aspect_ratios: Sequence[float],
 ) -> Iterator[tuple[int, RenderedImage]]:
     """Render a split's images; the j-th image's top object has class j % K (coverage)."""
     for j, idx in enumerate(indices):
         rng = np.random.default_rng([seed, 1, idx])  # one independent stream per image
-        yield idx, render_image(rng, classes, size, guaranteed_label=j % len(classes))
+        hw = image_hw(idx, size, aspect_ratios)
+        yield idx, render_image(rng, classes, hw, guaranteed_label=j % len(classes))
 
 
 def _write_split(
@@ -411,16 +452,18 @@ def _write_split(
     size: int,
     seed: int,
     progress: tqdm,
+    aspect_ratios: Sequence[float],
 ) -> None:
     """Write one split's JPEGs and its ``instances_<split>.json``."""
     image_dir = root / "images" / split
     image_dir.mkdir(parents=True)
     images: list[dict] = []
     anns: list[dict] = []
-    for idx, scene in _iter_split(indices, classes, size, seed):
+    for idx, scene in _iter_split(indices, classes, size, seed, aspect_ratios):
         name = f"{idx:06d}.jpg"
         _write_jpeg(scene.image, image_dir / name)
-        images.append({"id": idx + 1, "file_name": name, "width": size, "height": size})
+        height, width = scene.image.shape[:2]
+        images.append({"id": idx + 1, "file_name": name, "width": width, "height": height})
         for obj in scene.objects:
             if obj.annotated:
                 anns.append(
@@ -462,7 +505,7 @@ def _install(tmp: Path, out_dir: Path, overwrite: bool) -> None:
         os.rename(tmp, out_dir)
         return
     if not overwrite:
-        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
     trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
     os.rename(out_dir, trash / "old")
     os.rename(tmp, out_dir)
@@ -478,6 +521,7 @@ def generate(
     val_fraction: float = 0.25,
     seed: int = 0,
     overwrite: bool = False,
+    aspect_ratios: Sequence[float] = (1.0,),
 ) -> Path:
     """Write the synthetic dataset to ``out_dir`` and return the path of its ``dataset.yaml``.
 
@@ -486,12 +530,17 @@ def generate(
     into place at the end, so an interrupted run never leaves a half-written dataset. An
     existing non-empty ``out_dir`` is an error unless ``overwrite`` is set. Same arguments
     give byte-identical files.
+
+    ``aspect_ratios`` (width / height, e.g. ``(4 / 3, 16 / 9)``) cycle over the images, whose
+    longer side is ``image_size``: non-square images show whether training, evaluation and
+    serving fit inputs the same way (square ones hide it). The default is all square.
     """
     _check_args(num_images, image_size, val_fraction, seed)
+    _check_aspects(aspect_ratios, image_size)
     classes = class_specs(num_classes)
     out_dir = Path(out_dir).absolute()
     if not overwrite and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{out_dir} already exists; pass overwrite=True to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     splits = _split_indices(num_images, val_fraction, seed)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
@@ -500,7 +549,8 @@ def generate(
         (tmp / "annotations").mkdir()
         with tqdm(total=num_images, desc="synth", unit="img", disable=None) as progress:
             for split, indices in splits.items():
-                _write_split(tmp, split, indices, classes, image_size, seed, progress)
+                _write_split(tmp, split, indices, classes, image_size, seed, progress,
+                             aspect_ratios)
         _write_yaml(tmp, classes)
         _install(tmp, out_dir, overwrite)
     except BaseException:

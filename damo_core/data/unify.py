@@ -45,7 +45,7 @@ from damo_core.storage.local import LocalStore
 
 __all__ = ["FLAG_BOXES_CLIPPED", "FLAG_BOXES_DROPPED", "FLAG_UNMAPPED_DROPPED",
            "MANIFEST_SCHEMA", "UnifyResult", "iter_manifest", "load_label_space",
-           "read_sampling_weights", "read_summary", "unify", "unify_for_training"]
+           "read_sampling_weights", "read_summary", "unify"]
 
 FLAG_BOXES_CLIPPED = 1  # some box reached outside the image and was clipped
 FLAG_BOXES_DROPPED = 2  # some box had no area left inside the image (or was not finite)
@@ -210,7 +210,7 @@ def unify(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace, ou
     (see :mod:`damo_core.data.sampling`).
     """
     if shard_images <= 0:
-        raise ValueError(f"shard_images must be positive, got {shard_images}")
+        raise DatasetError(f"shard_images must be positive, got {shard_images}")
     specs = [parse_source(s) if isinstance(s, str) else s for s in sources]
     names = [s.name for s in specs]
     if not specs or len(set(names)) != len(names):
@@ -357,17 +357,3 @@ def read_sampling_weights(out: str | Path) -> np.ndarray:
     """Per-image sampling weights of a manifest directory, in manifest order."""
     table = _parquet(open_store(out), "sampling_weights.parquet").read(columns=["weight"])
     return table.column("weight").to_numpy()
-
-
-def unify_for_training(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace,
-                       out_dir: str | Path, *, alpha: float = 0.5, rfs_threshold: float = 0.001,
-                       val_fraction: float = 0.05, seed: int = 0,
-                       skip_invalid: bool = False) -> Path:
-    """What the pipeline's unify step runs: manifests under ``out_dir/unified`` and, from
-    them, the COCO ``out_dir/dataset.yaml`` the trainer reads today (returned)."""
-    from damo_core.data.formats.coco_export import export_coco
-
-    manifests = Path(out_dir) / "unified"
-    unify(sources, label_space, manifests, alpha=alpha, rfs_threshold=rfs_threshold,
-          skip_invalid=skip_invalid)
-    return export_coco(manifests, out_dir, val_fraction=val_fraction, seed=seed)

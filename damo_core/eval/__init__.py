@@ -1,7 +1,8 @@
 """Evaluation and inference: post-processing, COCO mAP, prediction on files, drawing.
 
-Everything here stands alone from the training data pipeline (own letterbox in
-:mod:`damo_core.eval.preprocess`), so an evaluation measures the model, not the loader.
+Everything here stands alone from the training data pipeline except the input fit
+(:mod:`damo_core.data.fit`), which is shared on purpose: a model must be evaluated, predicted
+with and served on inputs fitted exactly as it was trained.
 """
 
 from damo_core.eval.evaluator import (
@@ -13,24 +14,24 @@ from damo_core.eval.evaluator import (
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
 from damo_core.eval.pr_curve import PRCurve, plot_pr_curve, precision_recall_curve
 from damo_core.eval.predict import annotated_paths, class_colour, draw_detections, predict
-from damo_core.eval.preprocess import LetterboxInfo, boxes_to_original, letterbox
+from damo_core.eval.preprocess import PreparedImage, load_image, prepare_image
 
 __all__ = [
     "Detections",
     "EvalResult",
-    "LetterboxInfo",
+    "PreparedImage",
     "PRCurve",
     "annotated_paths",
-    "boxes_to_original",
     "class_colour",
     "detections_to_coco_results",
     "draw_detections",
     "evaluate",
-    "letterbox",
+    "load_image",
     "nms_defaults",
     "plot_pr_curve",
     "postprocess",
     "precision_recall_curve",
     "predict",
+    "prepare_image",
     "score_detections",
 ]

@@ -2,7 +2,8 @@
 
 Two separable stages:
 
-* :func:`evaluate` runs the model over the split (batched, letterboxed, through the same
+* :func:`evaluate` runs the model over the split (batched, fitted to the input the way the
+  model was trained, through the same
   :func:`~damo_core.eval.predict.detect_prepared` path that :func:`predict` uses) and collects
   detections in original-image pixels, keyed by COCO image id;
 * :func:`score_detections` scores any such mapping against the ground truth with pycocotools.
@@ -32,6 +33,8 @@ from tqdm import tqdm
 
 from damo_core.atomic import atomic_write_text
 from damo_core.data.coco import CocoDetection, DatasetSpec, load_dataset_yaml
+from damo_core.data.fit import FitMode, model_fit
+from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import Detections
 from damo_core.eval.pr_curve import PRCurve, plot_pr_curve, precision_recall_curve
 from damo_core.eval.predict import (
@@ -133,7 +136,7 @@ def detections_to_coco_results(
         labels = det.labels.tolist()
         bad = [lab for lab in labels if not 0 <= lab < len(cat_ids)]
         if bad:
-            raise ValueError(
+            raise UserInputError(
                 f"image id {image_id}: label {bad[0]} out of range for {len(cat_ids)} classes; "
                 "does the model's num_classes match the dataset?"
             )
@@ -198,7 +201,7 @@ def score_detections(
     """
     unknown = sorted(set(detections) - set(coco_gt.getImgIds()))
     if unknown:
-        raise ValueError(f"detections for image ids not in the ground truth: {unknown[:10]}")
+        raise UserInputError(f"detections for image ids not in the ground truth: {unknown[:10]}")
     records = detections_to_coco_results(detections, cat_ids)
     coco_eval = COCOeval(coco_gt, _results_index(coco_gt, records), iouType="bbox")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -224,16 +227,18 @@ def _open_split(data: DatasetSpec | str | Path, split: str) -> CocoDetection:
     return CocoDetection.from_spec(spec, split)
 
 
-def _load_prepared(dataset: CocoDetection, index: int, size: int) -> tuple[int, PreparedImage]:
+def _load_prepared(
+    dataset: CocoDetection, index: int, size: int, fit: FitMode
+) -> tuple[int, PreparedImage]:
     sample = dataset[index]
-    return sample.image_id, prepare_image(sample.image, size)
+    return sample.image_id, prepare_image(sample.image, size, fit)
 
 
 def _check_num_classes(model: nn.Module, dataset: CocoDetection) -> None:
     """Fail before a long run rather than with an index error while writing results."""
     head_classes = getattr(getattr(model, "head", None), "num_classes", None)
     if head_classes is not None and head_classes != dataset.num_classes:
-        raise ValueError(
+        raise UserInputError(
             f"model predicts {head_classes} classes but {dataset.ann_file} has "
             f"{dataset.num_classes} ({', '.join(dataset.class_names)}); build the model with "
             f"num_classes={dataset.num_classes}"
@@ -255,6 +260,7 @@ def evaluate(
     workers: int = 4,
     progress: bool = True,
     results_json: str | Path | None = None,
+    fit: FitMode | None = None,
 ) -> EvalResult:
     """COCO-evaluate ``model`` on ``split`` of ``data`` (a :class:`DatasetSpec` or the path of
     a ``dataset.yaml``).
@@ -262,16 +268,18 @@ def evaluate(
     ``image_size`` defaults to the model config's; unset thresholds default to the values the
     reference evaluates this model family with (0.05 / 0.7, nano 0.03 / 0.65). The model is
     moved to ``device`` and left there, in the train/eval mode it came in. ``results_json``
-    optionally receives the raw COCO results records (written atomically).
+    optionally receives the raw COCO results records (written atomically). ``fit`` (letterbox
+    or stretch) defaults to the mode recorded on the model by its checkpoint
+    (:func:`damo_core.data.fit.model_fit`), so the AP describes the model as trained.
     """
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise UserInputError(f"batch_size must be positive, got {batch_size}")
     dataset = _open_split(data, split)
     _check_num_classes(model, dataset)
     size = resolve_image_size(model, image_size)
     score_thr, iou_thr = resolve_thresholds(model, score_threshold, iou_threshold)
     detections: dict[int, Detections] = {}
-    load = partial(_load_prepared, dataset, size=size)
+    load = partial(_load_prepared, dataset, size=size, fit=model_fit(model, fit))
     bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="img", disable=not progress)
     with bar, inference_mode(model, device), thread_pool(workers) as pool:
         for start in range(0, len(dataset), batch_size):

@@ -16,6 +16,7 @@ import numpy as np
 from pycocotools.cocoeval import COCOeval
 
 from damo_core.atomic import atomic_path
+from damo_core.errors import UserInputError
 
 __all__ = ["PRCurve", "plot_pr_curve", "precision_recall_curve"]
 
@@ -86,7 +87,7 @@ def plot_pr_curve(
 
     curve = result_or_data if isinstance(result_or_data, PRCurve) else result_or_data.pr_curve
     if curve is None:
-        raise ValueError("no precision-recall data to plot (evaluation produced none)")
+        raise UserInputError("no precision-recall data to plot (evaluation produced none)")
     fig = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

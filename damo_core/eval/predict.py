@@ -1,8 +1,10 @@
 """Run a detector on image files and draw what it found.
 
-:func:`detect_prepared` is the single inference path (letterboxed batch → model → decode →
-NMS → original pixels); the COCO evaluator uses it too, so the numbers it reports describe
-exactly what :func:`predict` returns.
+:func:`detect_prepared` is the single inference path (fitted batch → model → decode → NMS →
+original pixels); the COCO evaluator uses it too, so the numbers it reports describe exactly
+what :func:`predict` returns. Images are fitted to the input (letterbox or stretch) the way the
+model was trained: the mode recorded on the model (:func:`damo_core.data.fit.model_fit`) unless
+a caller overrides it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from damo_core.atomic import atomic_path
+from damo_core.data.fit import FitMode, model_fit
 from damo_core.data.images import open_rgb
+from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
-from damo_core.eval.preprocess import PreparedImage, boxes_to_original, load_image, prepare_image
+from damo_core.eval.preprocess import PreparedImage, load_image, prepare_image
 
 __all__ = [
     "class_colour",
@@ -46,7 +50,7 @@ def resolve_image_size(model: nn.Module, image_size: int | None) -> int:
         return int(image_size)
     size = getattr(_model_config(model), "image_size", None)
     if size is None:
-        raise ValueError("model has no config.image_size; pass image_size explicitly")
+        raise UserInputError("model has no config.image_size; pass image_size explicitly")
     return int(size)
 
 
@@ -84,7 +88,7 @@ def detect_prepared(
     pre_nms_topk: int = 1000,
     device: torch.device | str = "cpu",
 ) -> list[Detections]:
-    """Detect on one batch of letterboxed images; results are on CPU in original pixels.
+    """Detect on one batch of fitted images; results are on CPU in original pixels.
 
     The caller sets eval mode and disables autograd (see :func:`inference_mode`).
     """
@@ -103,7 +107,7 @@ def detect_prepared(
     out = []
     for prepared, det in zip(batch, per_image, strict=True):
         det = det.to("cpu")
-        det.boxes = boxes_to_original(det.boxes, prepared.info, prepared.orig_size)
+        det.boxes = prepared.placement.to_original(det.boxes)
         out.append(det)
     return out
 
@@ -120,16 +124,18 @@ def predict(
     batch_size: int = 8,
     device: torch.device | str = "cpu",
     workers: int = 4,
+    fit: FitMode | None = None,
 ) -> list[Detections]:
     """Detections for each image file, in that image's own pixel coordinates.
 
     The default score threshold (0.3) suits display; use the evaluation default (0.05) when
-    you want every plausible box. ``workers`` threads decode and letterbox each batch's
-    images in parallel; 0 does it in the calling thread.
+    you want every plausible box. ``workers`` threads decode and fit each batch's images in
+    parallel; 0 does it in the calling thread. ``fit`` defaults to the model's own mode.
     """
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise UserInputError(f"batch_size must be positive, got {batch_size}")
     size = resolve_image_size(model, image_size)
+    mode = model_fit(model, fit)
     score_thr, iou_thr = resolve_thresholds(model, score_threshold, iou_threshold)
     if isinstance(images, str | Path):  # one path, not a sequence of characters
         images = [images]
@@ -138,7 +144,7 @@ def predict(
     with inference_mode(model, device), thread_pool(workers) as pool:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            batch = list(pool.map(partial(_load_prepared, size=size), chunk))
+            batch = list(pool.map(partial(_load_prepared, size=size, fit=mode), chunk))
             results += detect_prepared(
                 model,
                 batch,
@@ -162,8 +168,8 @@ class _InlinePool:
         return map(fn, items)
 
 
-def _load_prepared(path: Path, size: int) -> PreparedImage:
-    return prepare_image(load_image(path), size)
+def _load_prepared(path: Path, size: int, fit: FitMode) -> PreparedImage:
+    return prepare_image(load_image(path), size, fit)
 
 
 @contextlib.contextmanager
@@ -207,7 +213,8 @@ def _save_format(out_path: Path) -> str:
     """Pillow format name for the output suffix, checked before any drawing work is done."""
     fmt = Image.registered_extensions().get(out_path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{out_path}: unknown image suffix {out_path.suffix!r}; use .png or .jpg")
+        raise UserInputError(f"{out_path}: unknown image suffix {out_path.suffix!r}; use .png "
+                             "or .jpg")
     return fmt
 
 

@@ -13,14 +13,16 @@ from types import ModuleType
 import numpy as np
 
 from damo_core.data import load_dataset_yaml
-from damo_core.eval.preprocess import letterbox, load_image
+from damo_core.data.fit import FitMode
+from damo_core.errors import InputNotFoundError, UnavailableError, UserInputError
+from damo_core.eval.preprocess import load_image, prepare_image
 from damo_core.models import Detector
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INPUT_NAME = "images"
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(UnavailableError):
     """An export or runtime backend cannot run on this machine (package or GPU missing).
 
     A ``RuntimeError`` rather than a ``ValueError``: the request is valid, the machine is not.
@@ -48,24 +50,25 @@ def output_stem(model: Detector, image_size: int, *, end2end: bool = False,
 
 def check_image_size(image_size: int) -> int:
     if image_size <= 0 or image_size % 32:
-        raise ValueError(f"image_size must be a positive multiple of 32, got {image_size}")
+        raise UserInputError(f"image_size must be a positive multiple of 32, got {image_size}")
     return image_size
 
 
-def calibration_images(data: str | Path, image_size: int, *, count: int = 300,
+def calibration_images(data: str | Path, image_size: int, *, fit: FitMode, count: int = 300,
                        split: str = "train") -> list[np.ndarray]:
-    """Up to ``count`` letterboxed images ``[1, 3, S, S]`` float32 (raw 0..255) for INT8 PTQ.
+    """Up to ``count`` fitted images ``[1, 3, S, S]`` float32 (raw 0..255) for INT8 PTQ.
 
-    Images are preprocessed exactly as at inference (letterbox to ``image_size``), because
-    the quantiser picks activation ranges from them; a different resize would pick wrong
-    ranges. Files are taken in sorted order so that calibration is reproducible.
+    Images are preprocessed exactly as at inference (``fit``, the model's own mode, to
+    ``image_size``), because the quantiser picks activation ranges from them; a different
+    resize would pick wrong ranges. Files are taken in sorted order so that calibration is
+    reproducible.
     """
     spec = load_dataset_yaml(data)
     _, image_dir = spec.split(split)
     files = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{data}: no images under {image_dir} to calibrate INT8 with")
+        raise InputNotFoundError(f"{data}: no images under {image_dir} to calibrate INT8 with")
     if count <= 0:
-        raise ValueError(f"calibration count must be positive, got {count}")
-    return [letterbox(load_image(p), image_size)[0].unsqueeze(0).numpy()
+        raise UserInputError(f"calibration count must be positive, got {count}")
+    return [prepare_image(load_image(p), image_size, fit).tensor.unsqueeze(0).numpy()
             for p in files[:count]]

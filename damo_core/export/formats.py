@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from damo_core.errors import UserInputError
 from damo_core.export import onnx, openvino, tensorrt
 from damo_core.export.common import BackendUnavailableError
 from damo_core.models import Detector, build_model
@@ -57,20 +58,20 @@ def check_request(fmt: str, opts: dict[str, Any]) -> ExportFormat:
     if fmt not in FORMATS:
         close = difflib.get_close_matches(fmt, list(FORMATS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown export format {fmt!r}{hint} supported: {sorted(FORMATS)}")
+        raise UserInputError(f"unknown export format {fmt!r}{hint} supported: {sorted(FORMATS)}")
     for key in opts:
         if key not in OPTIONS[fmt]:
             extra = f" ({_HINTS[key]})" if key in _HINTS else ""
-            raise ValueError(f"format {fmt!r} does not support option {key!r}{extra}; "
-                             f"supported: {sorted(OPTIONS[fmt])}")
+            raise UserInputError(f"format {fmt!r} does not support option {key!r}{extra}; "
+                                 f"supported: {sorted(OPTIONS[fmt])}")
     if opts.get("half") and opts.get("int8"):
-        raise ValueError("half and int8 are exclusive: pick FP16 or INT8")
+        raise UserInputError("half and int8 are exclusive: pick FP16 or INT8")
     if opts.get("int8") and not opts.get("data"):
-        raise ValueError(f"{fmt} INT8 needs calibration images: pass data=<dataset.yaml>")
+        raise UserInputError(f"{fmt} INT8 needs calibration images: pass data=<dataset.yaml>")
     if fmt == "onnx" and opts.get("half") and not str(opts.get("device", "cpu")).startswith(
             "cuda"):
-        raise ValueError("half (FP16) ONNX needs device='cuda': ONNX Runtime's CPU provider "
-                         "does not run FP16 convolutions; on CPU use openvino with half")
+        raise UserInputError("half (FP16) ONNX needs device='cuda': ONNX Runtime's CPU provider "
+                             "does not run FP16 convolutions; on CPU use openvino with half")
     if str(opts.get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
         raise BackendUnavailableError(
             f"device={opts['device']!r} needs an NVIDIA GPU with CUDA, and this machine has "
@@ -94,7 +95,7 @@ def export_model(model: Detector, fmt: str, out_dir: str | Path, *,
     spec = check_request(fmt, given)
     size = image_size or (model.config.image_size if model.config else None)
     if size is None:
-        raise ValueError("model has no config.image_size; pass image_size")
+        raise UserInputError("model has no config.image_size; pass image_size")
     path = spec.fn(model, out_dir, image_size=size, **given)
     assert path.suffix == spec.suffix, (path, spec.suffix)
     return path
@@ -121,12 +122,12 @@ def load_source(weights: str | Path | None = None, model_name: str | None = None
     any export work starts.
     """
     if weights is None and model_name is None:
-        raise ValueError("nothing to export: pass weights (a trained best.pt), a model name "
-                         "(random init, for latency only), or both (reference weights for "
-                         "that model)")
+        raise UserInputError("nothing to export: pass weights (a trained best.pt), a model name "
+                             "(random init, for latency only), or both (reference weights for "
+                             "that model)")
     if num_classes is not None and (isinstance(num_classes, bool) or num_classes < 1):
-        raise ValueError(f"--num-classes must be a positive number of classes, got "
-                         f"{num_classes}")
+        raise UserInputError(f"--num-classes must be a positive number of classes, got "
+                             f"{num_classes}")
     ckpt = read_checkpoint(weights) if weights is not None else None
     if isinstance(ckpt, dict) and "model_config" in ckpt:
         model, meta = model_from_checkpoint(ckpt, str(weights))

@@ -6,7 +6,8 @@ graph emits the standard ``NonMaxSuppression`` op. The file is checked with
 ``onnx.checker``, simplified with ``onnxslim`` when it is installed (constant folding and
 shape cleanup make the graph smaller and ORT/OpenVINO load it faster), and carries its own
 description in ``metadata_props`` so a runtime needs no side file: model name, image size,
-class names, opset, precision and NMS settings.
+input fit (``letterbox`` or ``stretch``: how images must be fitted to the input, as in
+training), class names, opset, precision and NMS settings.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 
 from damo_core.atomic import atomic_write_bytes
+from damo_core.data.fit import PAD_VALUE, model_fit
+from damo_core.errors import UserInputError
 from damo_core.export.common import INPUT_NAME, check_image_size, output_stem, require
 from damo_core.export.wrapper import ExportModel
 from damo_core.models import Detector
@@ -46,17 +49,18 @@ def export(
 ) -> Path:
     """Write ``<out_dir>/<model>_<size>_<fp32|fp16>[_e2e].onnx`` and return its path.
 
-    Input ``images [B, 3, S, S]`` float32 raw 0..255 (letterboxed RGB, the model normalises
-    internally). Outputs are those of :class:`ExportModel`. ``half`` traces the network in
-    float16 and therefore needs a CUDA ``device`` (CPU float16 kernels are missing or slow,
-    and ONNX Runtime's CPU provider does not run float16 convolutions).
+    Input ``images [B, 3, S, S]`` float32 raw 0..255 (RGB fitted by the model's input fit,
+    recorded as ``fit``; the model normalises internally). Outputs are those of
+    :class:`ExportModel`. ``half`` traces the network in float16 and therefore needs a CUDA
+    ``device`` (CPU float16 kernels are missing or slow, and ONNX Runtime's CPU provider does
+    not run float16 convolutions).
     """
     check_image_size(image_size)
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"opset must be in [{MIN_OPSET}, {MAX_OPSET}], got {opset}")
+        raise UserInputError(f"opset must be in [{MIN_OPSET}, {MAX_OPSET}], got {opset}")
     if half and not str(device).startswith("cuda"):
-        raise ValueError("half-precision ONNX export needs device='cuda'; on CPU export "
-                         "float32 (or use OpenVINO with half=True for an FP16 IR)")
+        raise UserInputError("half-precision ONNX export needs device='cuda'; on CPU export "
+                             "float32 (or use OpenVINO with half=True for an FP16 IR)")
     onnx = require("onnx", "onnx", "ONNX export")
     wrapper = ExportModel(model, end2end=end2end, half=half, max_detections=max_detections,
                           score_threshold=score_threshold, iou_threshold=iou_threshold)
@@ -111,14 +115,15 @@ def _metadata(wrapper: ExportModel, image_size: int, opset: int,
     names = list(class_names) if class_names else [str(i) for i in
                                                    range(model.head.num_classes)]
     if len(names) != model.head.num_classes:
-        raise ValueError(f"{len(names)} class names for a model with "
-                         f"{model.head.num_classes} classes")
-    meta = {"model_name": model.name, "image_size": str(image_size),
+        raise UserInputError(f"{len(names)} class names for a model with "
+                             f"{model.head.num_classes} classes")
+    fit = model_fit(model)
+    meta = {"model_name": model.name, "image_size": str(image_size), "fit": fit,
             "class_names": json.dumps(names), "opset": str(opset),
             "precision": "fp16" if wrapper.half else "fp32", "end2end": str(wrapper.end2end),
             "dynamic_batch": str(dynamic_batch), "strides": json.dumps(model.head.strides),
             "input": f"{INPUT_NAME}: float32 [B,3,{image_size},{image_size}] RGB 0..255, "
-                     "letterboxed with pad 114",
+                     f"fitted by {fit} (damo_core.data.fit, pad {PAD_VALUE})",
             "producer": "damo_core.export.onnx"}
     if wrapper.end2end:
         meta.update(score_threshold=str(wrapper.score_threshold),

@@ -4,7 +4,7 @@ The paper times the nano models on an x86 CPU with OpenVINO, so this is the path
 compared with its numbers. The IR is converted from our own ONNX export (one traced graph
 for every format, so a parity test of the ONNX file covers the IR's source too). FP16
 compresses weights only (``compress_to_fp16``); the CPU plugin still computes in FP32
-unless told otherwise. INT8 is NNCF post-training quantisation calibrated on letterboxed
+unless told otherwise. INT8 is NNCF post-training quantisation calibrated on fitted
 images from a ``dataset.yaml``; the box decode (softmax, expectation, stride scaling) is kept
 out of quantisation because an 8-bit grid there would cost whole pixels.
 """
@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from damo_core.data.fit import model_fit
 from damo_core.data.scratch import scratch_dir
+from damo_core.errors import UserInputError
 from damo_core.export import onnx as onnx_export
 from damo_core.export.common import (
     calibration_images,
@@ -59,9 +61,9 @@ def export(
     """
     check_image_size(image_size)
     if half and int8:
-        raise ValueError("choose one of half (FP16 IR) or int8 (INT8 IR), not both")
+        raise UserInputError("choose one of half (FP16 IR) or int8 (INT8 IR), not both")
     if int8 and data is None:
-        raise ValueError("OpenVINO INT8 needs calibration images: pass data=<dataset.yaml>")
+        raise UserInputError("OpenVINO INT8 needs calibration images: pass data=<dataset.yaml>")
     ov = require("openvino", "openvino", "OpenVINO export")
     nncf = require("nncf", "nncf", "OpenVINO INT8 quantisation") if int8 else None
     precision = "int8" if int8 else "fp16" if half else "fp32"
@@ -78,7 +80,8 @@ def export(
             ov_model.set_rt_info(value, [RT_INFO_SECTION, key])
         if nncf is not None:
             assert data is not None
-            images = calibration_images(data, image_size, count=calib_count, split=calib_split)
+            images = calibration_images(data, image_size, fit=model_fit(model), count=calib_count,
+                                        split=calib_split)
             ov_model = quantize(nncf, ov_model, images)
         stem = output_stem(model, image_size, end2end=end2end, precision=precision)
         xml = Path(tmp) / f"{stem}.xml"

@@ -10,7 +10,7 @@ TensorRT 11 removed the FP16/INT8 builder flags, and strong typing works on 10.x
 - FP16: the ONNX is traced in float16 on the GPU (inputs/outputs and box decode stay
   float32, see :class:`~damo_core.export.wrapper.ExportModel`).
 - INT8: explicit quantisation. NNCF's ONNX backend inserts QuantizeLinear/DequantizeLinear
-  pairs calibrated on letterboxed images from a ``dataset.yaml``; TensorRT fuses them into
+  pairs calibrated on fitted images from a ``dataset.yaml``; TensorRT fuses them into
   INT8 kernels. (Implicit calibrators were deprecated in 10.1 and removed in 11.)
 
 A JSON file beside the engine carries the ONNX metadata (engines have no metadata slot).
@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from damo_core.atomic import atomic_write_bytes, atomic_write_text
+from damo_core.data.fit import model_fit
+from damo_core.errors import UserInputError
 from damo_core.export import onnx as onnx_export
 from damo_core.export.common import (
     INPUT_NAME,
@@ -79,9 +81,9 @@ def export(
     """Build ``<out_dir>/<model>_<size>_<fp32|fp16|int8>[_e2e].engine`` for this GPU."""
     check_image_size(image_size)
     if half and int8:
-        raise ValueError("choose one of half (FP16) or int8 (INT8) for TensorRT, not both")
+        raise UserInputError("choose one of half (FP16) or int8 (INT8) for TensorRT, not both")
     if int8 and data is None:
-        raise ValueError("TensorRT INT8 needs calibration images: pass data=<dataset.yaml>")
+        raise UserInputError("TensorRT INT8 needs calibration images: pass data=<dataset.yaml>")
     trt = require_tensorrt()
     precision = "int8" if int8 else "fp16" if half else "fp32"
     stem = output_stem(model, image_size, end2end=end2end, precision=precision)
@@ -94,7 +96,8 @@ def export(
         meta = onnx_export.read_metadata(onnx_path)
         if int8:
             assert data is not None
-            images = calibration_images(data, image_size, count=calib_count, split=calib_split)
+            images = calibration_images(data, image_size, fit=model_fit(model), count=calib_count,
+                                        split=calib_split)
             onnx_path = quantize_onnx(onnx_path, images, Path(tmp) / f"{stem}_qdq.onnx")
         engine = build_engine(trt, onnx_path, image_size=image_size,
                               max_batch=max_batch if dynamic_batch else None,

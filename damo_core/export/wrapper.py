@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import nms_defaults
 from damo_core.models import Detector
 from damo_core.models.heads.zero_head import LevelOutput
@@ -131,7 +132,7 @@ class ExportModel(nn.Module):
         self.score_threshold = default_score if score_threshold is None else score_threshold
         self.iou_threshold = default_iou if iou_threshold is None else iou_threshold
         if max_detections <= 0:
-            raise ValueError(f"max_detections must be positive, got {max_detections}")
+            raise UserInputError(f"max_detections must be positive, got {max_detections}")
         self.max_detections = max_detections
 
     @property

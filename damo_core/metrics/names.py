@@ -17,7 +17,7 @@ from dataclasses import dataclass
 JOB = "damo_pipeline"
 GROUPING_LABELS = ("run", "model", "format", "device")
 QUANTILE_LABEL = "quantile"
-LATENCY_QUANTILES = {"0.5": "p50_ms", "0.99": "p99_ms"}  # label value -> benchmark_step key
+LATENCY_QUANTILES = {"0.5": "p50_ms", "0.99": "p99_ms"}  # label value -> benchmark report key
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
+from damo_core.errors import UnavailableError, UserInputError
 from damo_core.metrics import names
 
 ENV_GATEWAY = "DAMO_PUSHGATEWAY"
@@ -31,7 +32,7 @@ PUSH_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 
 
-class MetricsPushError(RuntimeError):
+class MetricsPushError(UnavailableError):
     """The gateway was configured but did not accept the push (only raised when strict)."""
 
 
@@ -48,8 +49,8 @@ class MetricLabels:
         for label in names.GROUPING_LABELS:
             value = getattr(self, label)
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"metric label {label!r} must be a non-empty string, "
-                                 f"got {value!r}")
+                raise UserInputError(f"metric label {label!r} must be a non-empty string, "
+                                     f"got {value!r}")
 
     def grouping_key(self) -> dict[str, str]:
         return {label: getattr(self, label) for label in names.GROUPING_LABELS}
@@ -68,11 +69,11 @@ def gateway_url(url: str | None = None) -> str | None:
 
 def _number(values: Mapping[str, Any], key: str, what: str) -> float:
     if key not in values or values[key] is None:
-        raise ValueError(f"{what}: missing {key!r} (have {sorted(values)})")
+        raise UserInputError(f"{what}: missing {key!r} (have {sorted(values)})")
     try:
         return float(values[key])
     except (TypeError, ValueError):
-        raise ValueError(f"{what}: {key!r} must be a number, got {values[key]!r}") from None
+        raise UserInputError(f"{what}: {key!r} must be a number, got {values[key]!r}") from None
 
 
 def push_samples(samples: Mapping[names.MetricSpec, list[tuple[dict[str, str], float]]],
@@ -108,7 +109,7 @@ def push_samples(samples: Mapping[names.MetricSpec, list[tuple[dict[str, str], f
 def push_eval(metrics: Mapping[str, Any], labels: MetricLabels, *,
               params_m: float | None = None, url: str | None = None,
               strict: bool = False) -> bool:
-    """Push what ``damo_core.steps.evaluate_model`` returns (AP, AP50) for one model and run."""
+    """Push what ``damo_core.steps.evaluate.run`` returns (AP, AP50) for one model and run."""
     what = f"eval metrics of {labels.model}"
     samples = {names.EVAL_AP: [({}, _number(metrics, "AP", what))],
                names.EVAL_AP50: [({}, _number(metrics, "AP50", what))]}
@@ -119,7 +120,7 @@ def push_eval(metrics: Mapping[str, Any], labels: MetricLabels, *,
 
 def push_latency(bench: Mapping[str, Any], labels: MetricLabels, *, url: str | None = None,
                  strict: bool = False) -> bool:
-    """Push what ``damo_core.steps.benchmark_step`` returns (p50_ms, p99_ms, throughput)."""
+    """Push a row of ``damo_core.steps.benchmark.run``'s report (p50_ms, p99_ms, throughput)."""
     what = f"latency of {labels.model} ({labels.format}, {labels.device})"
     quantiles = [({names.QUANTILE_LABEL: q}, _number(bench, key, what) / 1000.0)
                  for q, key in names.LATENCY_QUANTILES.items()]

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from damo_core.atomic import atomic_path
+from damo_core.errors import UserInputError
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,15 @@ class ModelPoint:
     @classmethod
     def from_metrics(cls, row: Mapping[str, Any], metric: str = "AP") -> ModelPoint:
         """From ``{"model", metric, "latency_ms" or "p50_ms", optional "series", "params_m"}``:
-        an ``evaluate_model`` dict merged with a ``benchmark_step`` dict and a model name."""
+        the evaluate step's metrics merged with the benchmark step's report and a model name."""
         name = row.get("model") or row.get("model_name")
         if not name:
-            raise ValueError(f"metrics row has no 'model' or 'model_name': {sorted(row)}")
+            raise UserInputError(f"metrics row has no 'model' or 'model_name': {sorted(row)}")
         latency = row.get("latency_ms", row.get("p50_ms"))
         for field, value in ((metric, row.get(metric)), ("latency_ms/p50_ms", latency)):
             if not isinstance(value, int | float) or value != value or value < 0:
-                raise ValueError(f"metrics row of {name}: {field} must be a number >= 0, "
-                                 f"got {value!r}")
+                raise UserInputError(f"metrics row of {name}: {field} must be a number >= 0, "
+                                     f"got {value!r}")
         params = row.get("params_m")
         return cls(model=str(name), latency_ms=float(latency), ap=float(row[metric]),
                    series=str(row.get("series") or row.get("format") or ""),
@@ -51,7 +52,7 @@ def plot_latency_vs_map(rows: Sequence[Mapping[str, Any]], out_png: str | Path, 
     """Scatter each model's p50 latency (x) against ``metric`` (y), one line per series sorted
     by latency as in the paper; marker area follows parameters when given. Returns the path."""
     if not rows:
-        raise ValueError("no model metrics to plot")
+        raise UserInputError("no model metrics to plot")
     points = [ModelPoint.from_metrics(row, metric) for row in rows]
     fig = Figure(figsize=(7, 5), dpi=110)
     FigureCanvasAgg(fig)

@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
+
 # Buffers the reference stores that this project recomputes.
 _REFERENCE_ONLY = ("head.integral.project", "module.head.integral.project")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserInputError):
     """A checkpoint that does not fit the model; the message lists the differing keys."""
 
 

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from damo_core.atomic import atomic_path
+from damo_core.errors import InputNotFoundError
+from damo_core.models.checkpoint import CheckpointError
 
 # Written into every checkpoint the trainer saves; bump when the layout changes.
 FORMAT_KEY = "format"
@@ -78,18 +80,18 @@ def upgrade_checkpoint(src: str | Path, dst: str | Path | None = None) -> Path:
     src = Path(src)
     dst = Path(dst) if dst is not None else src
     if not src.is_file():
-        raise FileNotFoundError(f"checkpoint {src} does not exist")
+        raise InputNotFoundError(f"checkpoint {src} does not exist")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's FutureWarning about weights_only=False
         try:
             raw = torch.load(src, map_location="cpu", weights_only=False)
         except Exception as err:  # torch raises many types for corrupt files
-            raise ValueError(f"{src}: cannot be read as a torch checkpoint ({err})") from None
+            raise CheckpointError(f"{src}: cannot be read as a torch checkpoint ({err})") from None
     try:
         plain = to_plain(raw)
         check_plain(plain, str(src))
     except TypeError as err:
-        raise ValueError(f"{src}: {err}") from None
+        raise CheckpointError(f"{src}: {err}") from None
     if isinstance(plain, dict) and "model_config" in plain:
         plain.setdefault(FORMAT_KEY, FORMAT)
     with atomic_path(dst) as tmp:

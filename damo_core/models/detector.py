@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
+
 # Importing the component modules fills the registries.
 from damo_core.models.backbones import tinynas_csp, tinynas_mob, tinynas_res  # noqa: F401
 from damo_core.models.backbones.structure import (
@@ -63,10 +65,10 @@ class Detector(nn.Module):
 
 def check_input(images: Tensor) -> None:
     if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
+        raise UserInputError(f"expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
     h, w = images.shape[-2:]
     if h % STRIDE or w % STRIDE:
-        raise ValueError(
+        raise UserInputError(
             f"image size {h}x{w} is not a multiple of {STRIDE}; letterbox or resize to e.g. "
             f"{(h + STRIDE - 1) // STRIDE * STRIDE}x{(w + STRIDE - 1) // STRIDE * STRIDE}"
         )

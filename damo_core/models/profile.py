@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from damo_core.errors import UserInputError
 from damo_core.models.detector import Detector
 
 
@@ -30,7 +31,7 @@ _PROBE = 64
 def count_macs(model: nn.Module, image_size: int) -> int:
     """Multiply-accumulates of one forward at ``image_size`` × ``image_size``, batch 1."""
     if image_size % 32:
-        raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+        raise UserInputError(f"image_size must be a multiple of 32, got {image_size}")
     return _count_macs_at(model, _PROBE) * image_size**2 // _PROBE**2
 
 

@@ -6,8 +6,8 @@ times it on this device and ``search`` runs the evolution.
 """
 
 from damo_core.nas.budgets import BudgetError, Budgets
-from damo_core.nas.search import SearchConfig, SearchResult, run_search, search_for_model
+from damo_core.nas.search import SearchConfig, SearchResult, run_search
 from damo_core.nas.space import SPACES, SearchSpace
 
 __all__ = ["SPACES", "BudgetError", "Budgets", "SearchConfig", "SearchResult", "SearchSpace",
-           "run_search", "search_for_model"]
+           "run_search"]

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
 from damo_core.models.backbones.structure import StageSpec, stages_from_config
 from damo_core.models.config import ModelConfig, kwargs_for
 from damo_core.models.detector import Detector
@@ -35,7 +36,7 @@ _BACKBONE_GRAPH_KEYS = ("use_focus", "with_spp", "reparam")
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
-class BudgetError(ValueError):
+class BudgetError(UserInputError):
     """A budget no structure of the space can meet (names the budget and what is reachable)."""
 
 
@@ -43,8 +44,8 @@ def parse_count(text: str, field: str) -> float:
     """``18G`` → 18e9, ``8.5M`` → 8.5e6, ``1200`` → 1200."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*([kKmMgGtT]?)\s*", str(text))
     if not match:
-        raise ValueError(f"{field} = {text!r}: expected a number with an optional K/M/G/T "
-                         "suffix, e.g. 18G or 8.5M")
+        raise BudgetError(f"{field} = {text!r}: expected a number with an optional K/M/G/T "
+                          "suffix, e.g. 18G or 8.5M")
     return float(match.group(1)) * _SUFFIX[match.group(2).upper()]
 
 
@@ -74,7 +75,8 @@ class Costs:
                 "latency_ms": self.latency_ms}
 
 
-_NAMES = {"params_m": ("--budget-params", "M params"), "gflops": ("--budget-flops", " GFLOPs"),
+_NAMES = {"params_m": ("--budget-params-m", "M params"),
+          "gflops": ("--budget-gflops", " GFLOPs"),
           "layers": ("--budget-layers", " layers"), "latency_ms": ("--budget-latency-ms", " ms")}
 
 

@@ -2,7 +2,7 @@
 
 Why a table: timing every candidate of a search would take hours; timing each kind of op the
 candidates are made of takes a minute, and a fused backbone in eager PyTorch runs its ops one
-after another, so its latency is close to the sum of theirs. ``damo nas lut`` times, on this
+after another, so its latency is close to the sum of theirs. ``damo nas-lut`` times, on this
 device, every conv shape class the search space produces (kernel, stride, depthwise or not,
 input side, and the stem's fixed input width) over a ladder of widths, and the parameter-free
 ops (activation, residual add, concat copy, max-pool) over a ladder of sizes. A shape that was
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from damo_core.atomic import atomic_write_text
+from damo_core.errors import UserInputError
 from damo_core.models.backbones.structure import StageSpec
 from damo_core.nas.ops import ConvOp, EltOp, Op, backbone_ops
 from damo_core.nas.space import SearchSpace, minimal_structure, random_structure
@@ -41,7 +42,7 @@ NUMEL_LADDER = (2**12, 2**15, 2**18, 2**21, 2**23)
 MAX_MACS = 4e9  # larger convs are extrapolated: timing them is slow and adds nothing
 
 
-class LatencyTableError(ValueError):
+class LatencyTableError(UserInputError):
     """A latency table that is missing, unreadable, or lacks the shapes a search needs."""
 
 
@@ -80,7 +81,7 @@ class LatencyTable:
         if not pts:
             raise LatencyTableError(
                 f"latency table ({self.meta.get('path', 'in memory')}) has no measurements "
-                f"for {key!r}; rerun `damo nas lut` with this --block and --image-size"
+                f"for {key!r}; rerun `damo nas-lut` with this --block and --img-size"
             )
         return interpolate(pts, size)
 
@@ -97,7 +98,7 @@ class LatencyTable:
         except FileNotFoundError:
             raise LatencyTableError(
                 f"latency table {path} does not exist; measure it with "
-                f"`damo nas lut --device cpu --out {path}`"
+                f"`damo nas-lut --device cpu --out {path}`"
             ) from None
         except (OSError, json.JSONDecodeError) as err:
             raise LatencyTableError(f"latency table {path}: unreadable ({err})") from None
@@ -277,3 +278,27 @@ def space_ops(backbone_type: str, space: SearchSpace, image_size: int,
         random_structure(space, rng) for _ in range(samples)]
     return [op for s in structures
             for op in backbone_ops(backbone_type, s, image_size, **graph_kwargs)]
+
+
+def measure_lut(device: str, block: str, model: str | None, image_size: int | None,
+                threads: int, runs: int, out: str | Path) -> str:
+    """Measure, calibrate and write the table of ``block``'s search space for ``model``
+    (default: the space's usual model) on ``device``; returns a one-line summary."""
+    from damo_core.models.config import load_model_config
+    from damo_core.nas.budgets import backbone_graph_kwargs
+    from damo_core.nas.search import space_for
+    from damo_core.nas.space import DEFAULT_MODELS, SPACES
+
+    if block not in SPACES:
+        raise UserInputError(f"--block {block!r}: expected one of {sorted(SPACES)}")
+    cfg = load_model_config(model or DEFAULT_MODELS[block])
+    space = space_for(cfg, block)
+    size = image_size or cfg.image_size
+    ops = space_ops(space.backbone_type, space, size, backbone_graph_kwargs(cfg))
+    table = measure_table(ops, device=device, threads=threads, runs=runs)
+    scale = calibrate(table, space.backbone_type, space, size,
+                      {k: v for k, v in cfg.backbone.items() if k not in ("type", "structure")})
+    table.meta.update(block=block, model=cfg.name, image_size=size)
+    path = table.to_json(out)
+    return (f"{path}: {len(table.points)} op classes, "
+            f"{sum(map(len, table.points.values()))} points, calibration scale {scale:.3f}")

@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from damo_core.atomic import atomic_write_text
-from damo_core.models.backbones.structure import StageSpec, stages_from_config, stages_to_config
-from damo_core.models.config import ModelConfig, load_model_config
+from damo_core.models.backbones.structure import StageSpec, stages_to_config
+from damo_core.models.config import ConfigError, ModelConfig, load_model_config
 from damo_core.nas.budgets import Budgets, CostModel, Costs, check_reachable, violations
 from damo_core.nas.latency_lut import LatencyTable, LatencyTableError
-from damo_core.nas.ops import count_layers
 from damo_core.nas.score import (
     DAMO_YOLO_WEIGHTS,
     ScoreBreakdown,
@@ -30,31 +30,32 @@ from damo_core.nas.score import (
     madnas_score,
 )
 from damo_core.nas.space import SPACES, SearchSpace, minimal_structure, mutate
+from damo_core.settings import Settings
 
-SCORES = ("analytic", "forward")
+Score = Literal["analytic", "forward"]
+SCORES: tuple[str, ...] = typing.get_args(Score)
 _TYPE_TO_BLOCK = {space.backbone_type: name for name, space in SPACES.items()}
 
 
 @dataclass(frozen=True)
-class SearchConfig:
+class SearchConfig(Settings):
+    noun = "search setting"
+
     population: int = 64
     generations: int = 40
     children: int = 64  # candidates drawn per generation
     tournament: int = 4
     seed: int = 0
-    score: str = "analytic"
+    score: Score = "analytic"
     weights: tuple[float, ...] = DAMO_YOLO_WEIGHTS
     # False: grow from the minimal structure, as TinyNAS does (the benchmark's claim is made so).
     # True: the published structure joins the first population when it fits the budgets, so a
     # short search (the pipeline's few generations) can only improve on it, never regress.
     warm_start: bool = False
 
-    def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"score = {self.score!r}: expected one of {SCORES}")
+    def check(self) -> None:
         for name in ("population", "generations", "children", "tournament"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            self.require(getattr(self, name) >= 1, name, "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,12 @@ def space_for(cfg: ModelConfig, block: str | None) -> SearchSpace:
     backbone_type = str(cfg.backbone.get("type"))
     expected = _TYPE_TO_BLOCK.get(backbone_type)
     if expected is None:
-        raise ValueError(f"{cfg.source}: backbone.type = {backbone_type!r} has no NAS space; "
+        raise ConfigError(f"{cfg.source}: backbone.type = {backbone_type!r} has no NAS space; "
                          f"known: {sorted(_TYPE_TO_BLOCK)}")
     if block is not None and block != expected:
-        raise ValueError(f"--block {block}: model {cfg.name} builds a {backbone_type} backbone, "
-                         f"whose block is {expected!r}; pass --model of a {block} model")
+        raise ConfigError(f"--block {block}: model {cfg.name} builds a {backbone_type} "
+                          f"backbone, whose block is {expected!r}; pass --model of a {block} "
+                          "model")
     return SPACES[expected]
 
 
@@ -140,7 +142,7 @@ def run_search(model: str | Path | ModelConfig, budgets: Budgets, config: Search
     space = space_for(cfg, block)
     if budgets.latency_ms is not None and latency is None:
         raise LatencyTableError("--budget-latency-ms needs a latency table: measure one with "
-                                "`damo nas lut --device cpu` and pass it with --lut")
+                                "`damo nas-lut --device cpu` and pass it with --lut")
     if not cfg.backbone.get("reparam", True):
         space = space.with_kernels((3, 5))
     pricer = CostModel(cfg, image_size, latency)
@@ -215,44 +217,3 @@ def model_yaml_with_backbone(model: str | Path, structure_file: str | Path,
     cfg = load_model_config(model)
     stages = read_structure_file(structure_file)
     return write_model_yaml(out_yaml, model_config_with(cfg, stages, f"backbone {structure_file}"))
-
-
-def search_for_model(model_name: str, out_yaml: str | Path, *, budget_params_m: float = 0.0,
-                     budget_gflops: float = 0.0, budget_layers: int | None = None,
-                     budget_latency_ms: float = 0.0, latency_table: str | Path | None = None,
-                     generations: int = 6, population: int = 16, seed: int = 0,
-                     progress: bool = False) -> dict[str, Any]:
-    """Pipeline step: search ``model_name``'s backbone and write its full model YAML.
-
-    Params and GFLOPs budgets of 0 take the paper's own numbers for the model (its config's
-    ``expect:``, e.g. 8.5 M / 18.1 G for T): the search looks for a better backbone at the
-    paper's cost, not a bigger one. ``budget_layers=None`` takes the published structure's
-    TinyNAS layer count (the "L20" of tinynas_L20 for T), because without a depth budget the
-    entropy score buys depth and nothing else. The defaults are the
-    small setting for the local pipeline (a few seconds on a quiet CPU); the cluster passes
-    larger ones. The published structure joins the first population (``warm_start``), so a few
-    generations never return a backbone that scores below the paper's. Returns the artifact
-    metadata.
-    """
-    cfg = load_model_config(model_name)
-    if budget_layers is None:
-        budget_layers = count_layers(str(cfg.backbone["type"]),
-                                     stages_from_config(cfg.backbone["structure"], cfg.source))
-    budgets = Budgets(budget_params_m or cfg.expect.get("params_m"),
-                      budget_gflops or cfg.expect.get("gflops"), budget_layers or None,
-                      budget_latency_ms or None)
-    table = LatencyTable.from_json(latency_table) if latency_table else None
-    result = run_search(cfg, budgets, SearchConfig(population=population,
-                                                   generations=generations,
-                                                   children=population, seed=seed,
-                                                   warm_start=True),
-                        latency=table, progress=progress)
-    note = f"MAE-NAS {result.block} backbone (seed {seed}, score {result.best.score:.2f})"
-    write_model_yaml(out_yaml, model_config_with(cfg, result.best.stages, note))
-    costs = result.best.costs
-    return {"model_name": cfg.name, "image_size": result.image_size,
-            "params_m": round(costs.params_m, 3), "gflops": round(costs.gflops, 3),
-            "layers": costs.layers, "latency_ms": costs.latency_ms,
-            "nas_score": round(result.best.score, 4),
-            "published_score": round(result.baseline.score, 4),
-            "evaluated": result.evaluated, "seed": seed}

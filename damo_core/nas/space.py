@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
+from damo_core.errors import UserInputError
 from damo_core.models.backbones.structure import StageSpec
 
 STRIDES = (1, 2, 2, 2, 1, 2)
@@ -39,7 +40,7 @@ class SearchSpace:
     def __post_init__(self) -> None:
         n = len(self.strides)
         if len(self.widths) != n or len(self.max_depth) != n:
-            raise ValueError(f"space {self.block!r}: widths/max_depth need {n} entries")
+            raise UserInputError(f"space {self.block!r}: widths/max_depth need {n} entries")
 
     def with_kernels(self, kernels: tuple[int, ...]) -> SearchSpace:
         return replace(self, kernels=tuple(sorted(kernels)))

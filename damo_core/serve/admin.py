@@ -22,6 +22,8 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from damo_core.errors import UserInputError
+
 ADMIN_HEADER = "damo-admin-key"
 ADMIN_KEY_ENV = "DAMO_TRITON_ADMIN_KEY"
 # Triton only checks gRPC metadata under this prefix (HTTP uses the bare header name).
@@ -45,8 +47,8 @@ def new_key() -> str:
 def check_key(key: str) -> str:
     """``key`` if Triton can take it in its flags and it is not trivially guessable."""
     if not _KEY_PATTERN.fullmatch(key):
-        raise ValueError(f"the Triton admin key (env {ADMIN_KEY_ENV}) must be at least 16 "
-                         "characters of A-Z a-z 0-9 _ -; e.g. `openssl rand -hex 32`")
+        raise UserInputError(f"the Triton admin key (env {ADMIN_KEY_ENV}) must be at least 16 "
+                             "characters of A-Z a-z 0-9 _ -; e.g. `openssl rand -hex 32`")
     return key
 
 

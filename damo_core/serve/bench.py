@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from damo_core.errors import UserInputError
 from damo_core.serve.client import TritonDetector
 
 
@@ -40,10 +41,10 @@ def run_load(url: str, model: str, encoded: Sequence[bytes], *, concurrency: int
              progress: tqdm | None = None) -> LoadResult:
     """``requests`` requests of ``batch`` images each, ``concurrency`` at a time."""
     if concurrency <= 0 or requests <= 0 or batch <= 0:
-        raise ValueError(f"concurrency, requests and batch must be positive, got "
-                         f"{concurrency}, {requests}, {batch}")
+        raise UserInputError(f"concurrency, requests and batch must be positive, got "
+                             f"{concurrency}, {requests}, {batch}")
     if not encoded:
-        raise ValueError("no images to send")
+        raise UserInputError("no images to send")
     payloads = [[encoded[(i * batch + j) % len(encoded)] for j in range(batch)]
                 for i in range(len(encoded))]
     detectors = [TritonDetector(url, model) for _ in range(concurrency)]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import Detections
 from damo_core.export.common import require
 from damo_core.serve import admin
@@ -93,8 +94,8 @@ class TritonDetector:
     def detect_encoded(self, encoded: Sequence[bytes]) -> list[Detections]:
         """One request with ``len(encoded)`` images (at most ``max_batch_size``)."""
         if len(encoded) > self.max_batch_size:
-            raise ValueError(f"{len(encoded)} images in one request; model {self.model!r} "
-                             f"takes at most {self.max_batch_size}")
+            raise UserInputError(f"{len(encoded)} images in one request; model {self.model!r} "
+                                 f"takes at most {self.max_batch_size}")
         batch = pad_batch(encoded)
         tensor = self._infer_input(mc.IMAGE_INPUT, list(batch.shape), "UINT8")
         tensor.set_data_from_numpy(batch)
@@ -112,7 +113,7 @@ class TritonDetector:
         """Detections per image file (``damo predict``'s default threshold, 0.3)."""
         size = min(batch_size or self.max_batch_size, self.max_batch_size)
         if size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise UserInputError(f"batch_size must be positive, got {batch_size}")
         encoded = [read_image_bytes(p) for p in images]  # every file checked before sending
         results: list[Detections] = []
         for start in range(0, len(encoded), size):

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from damo_core.data.images import ImageDecodeError, load_rgb_array
+from damo_core.errors import InputNotFoundError, UserInputError
 from damo_core.serve.errors import NotAnImageError
 
 
@@ -32,7 +33,7 @@ def read_image_bytes(path: str | Path) -> bytes:
     it, rather than as an anonymous error inside a server-side batch."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist")
+        raise InputNotFoundError(f"image file {path} does not exist")
     data = path.read_bytes()
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -48,7 +49,7 @@ def pad_batch(encoded: Sequence[bytes]) -> np.ndarray:
     Triton batches only tensors of equal shape; decoders stop at the format's end marker.
     """
     if not encoded:
-        raise ValueError("no images to send")
+        raise UserInputError("no images to send")
     width = max(len(e) for e in encoded)
     batch = np.zeros((len(encoded), width), dtype=np.uint8)
     for row, data in zip(batch, encoded, strict=True):

@@ -224,8 +224,9 @@ def _read(path: Path) -> str | None:
 
 
 def probe_image(width: int = 96, height: int = 64) -> bytes:
-    """A small deterministic PNG (a colour gradient) that exercises decode, letterbox
-    (non-square, so padding is involved), detector and NMS end to end."""
+    """A small deterministic PNG (a colour gradient) that exercises decode, the input fit
+    (non-square, so letterbox padding or an anisotropic stretch is involved), detector and NMS
+    end to end."""
     x = np.linspace(0, 255, width, dtype=np.float32)
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
     rgb = np.stack(np.broadcast_arrays(x[None, :] + 0 * y, y + 0 * x, (x + y) / 2), axis=-1)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from damo_core.errors import DamoError, UnavailableError, UserInputError
 from damo_core.export.common import BackendUnavailableError
 
 
-class NotAnImageError(ValueError):
+class NotAnImageError(UserInputError):
     """An input file that no image decoder understands; the message names the file."""
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserInputError):
     """The server has no ready model of that name; the message lists the ones it has."""
 
 
-class RequestRejectedError(ValueError):
+class RequestRejectedError(UserInputError):
     """The server answered a request with an error (e.g. an image it could not decode)."""
 
 
@@ -28,16 +29,16 @@ class ServerUnavailableError(BackendUnavailableError):
     """No Triton server answers at the URL (down, wrong port); the message names the URL."""
 
 
-class AdminKeyError(ValueError):
+class AdminKeyError(UserInputError):
     """The server refused its model-repository API: no admin key or a wrong one. A user can
     fix that (the message names the env var to set), so the CLI prints one line for it."""
 
 
-class TritonStartError(RuntimeError):
+class TritonStartError(UnavailableError):
     """The local ``tritonserver`` exited or did not become ready in time (log tail inside)."""
 
 
-class DeployError(RuntimeError):
+class DeployError(DamoError, RuntimeError):
     """A new version failed to load or to answer and was rolled back.
 
     ``result`` is the deployment record (model, failed version, version still serving), so

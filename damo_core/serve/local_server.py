@@ -24,6 +24,10 @@ in the repository is undone (:func:`~damo_core.serve.staging.recover`).
 The server runs in its own session; stopping it SIGTERMs it, then kills its whole process
 group (backend stubs included) and removes its temporary directory. The context manager
 always stops it; :func:`stop_on_signals` makes SIGTERM/SIGHUP do so too, as Ctrl-C does.
+
+Where the server runs is four hooks (``_prepare``, ``_command``, ``_server_pid``,
+``_terminate``), so :class:`~damo_core.serve.container_server.ContainerTriton` runs the same
+flags from the Triton image with this lifecycle (``damo serve local --container``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from damo_core.errors import InputNotFoundError
 from damo_core.export.common import BackendUnavailableError
 from damo_core.serve import admin, staging
 from damo_core.serve.errors import TritonStartError
@@ -205,7 +210,7 @@ class LocalTriton:
                  admin_key: str | None = None) -> None:
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
-            raise FileNotFoundError(f"model repository {self.repo} does not exist")
+            raise InputNotFoundError(f"model repository {self.repo} does not exist")
         self.load, self.startup_timeout = tuple(load), startup_timeout
         self.extra_args = tuple(extra_args)
         chosen = admin_key or os.environ.get(admin.ADMIN_KEY_ENV)
@@ -215,6 +220,7 @@ class LocalTriton:
         self._fixed_ports = ports
         self._log_arg = Path(log_path) if log_path else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._backends = Path()
         self._proc: subprocess.Popen[bytes] | None = None
         self.grpc_port = self.http_port = self.metrics_port = 0
 
@@ -248,11 +254,11 @@ class LocalTriton:
         for line in staging.recover(self.repo):  # what a killed deploy left behind
             print(f"model repository: {line}", file=sys.stderr)
         self._tmp = tempfile.TemporaryDirectory(prefix="damo-triton-")
-        backends = make_backend_dir(Path(self._tmp.name) / "backends")
         try:
+            self._prepare()
             for attempt in range(_PORT_RETRIES):
                 try:
-                    self._launch(backends)
+                    self._launch()
                     self._wait_ready()
                     self._share_key()
                     return self
@@ -266,21 +272,35 @@ class LocalTriton:
             raise
         raise AssertionError("unreachable")
 
-    def _launch(self, backends: Path) -> None:
-        self.grpc_port, self.http_port, self.metrics_port = self._fixed_ports or free_ports(3)
-        taken = [p for p in (self.grpc_port, self.http_port, self.metrics_port) if port_in_use(p)]
-        if taken:
-            raise TritonStartError(f"port {', '.join(map(str, taken))} on {HOST}: address "
-                                   "already in use by another process; choose free ports")
-        args = [str(server_binary()), f"--model-repository={self.repo}",
-                f"--backend-directory={backends}", "--model-control-mode=explicit",
-                *(f"--load-model={name}" for name in self.load),
+    def _prepare(self) -> None:
+        """Once per start, before the launches: the backend directory the binary needs.
+        Subclasses that run the server elsewhere check their own prerequisites here."""
+        assert self._tmp is not None
+        self._backends = make_backend_dir(Path(self._tmp.name) / "backends")
+
+    def server_args(self) -> list[str]:
+        """``tritonserver`` flags besides the repository and backend locations: explicit model
+        control, 127.0.0.1 ports, the admin key; the same wherever the binary runs."""
+        return ["--model-control-mode=explicit", *(f"--load-model={name}" for name in self.load),
                 f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
                 f"--http-address={HOST}", f"--http-port={self.http_port}",
                 f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
                 "--allow-gpu-metrics=false", "--exit-timeout-secs=5",
                 *admin.server_args(self.admin_key), *self.extra_args]
-        env = {**os.environ, "LD_LIBRARY_PATH": library_path()}
+
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        """The process to start (argv, environment): the wheel's binary, its libraries."""
+        args = [str(server_binary()), f"--model-repository={self.repo}",
+                f"--backend-directory={self._backends}", *self.server_args()]
+        return args, {**os.environ, "LD_LIBRARY_PATH": library_path()}
+
+    def _launch(self) -> None:
+        self.grpc_port, self.http_port, self.metrics_port = self._fixed_ports or free_ports(3)
+        taken = [p for p in (self.grpc_port, self.http_port, self.metrics_port) if port_in_use(p)]
+        if taken:
+            raise TritonStartError(f"port {', '.join(map(str, taken))} on {HOST}: address "
+                                   "already in use by another process; choose free ports")
+        args, env = self._command()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             # Own session: stop() can signal the server and the backend stubs it spawned.
@@ -310,21 +330,31 @@ class LocalTriton:
     def _check_ours(self) -> None:
         """A ready answer counts only from our server: alive, holding the HTTP and gRPC ports
         (another server on a port would answer the same health check)."""
-        assert self._proc is not None
         code = self._exit_code()
         if code is not None:
             raise TritonStartError(f"tritonserver exited with code {code} "
                                    f"during start-up; log tail:\n{self.log_tail()}")
+        server_pid = self._server_pid()
         for port in (self.http_port, self.grpc_port):
-            if owns_port(self._proc.pid, port) is False:
+            if server_pid is not None and owns_port(server_pid, port) is False:
                 raise TritonStartError(f"port {port} on {HOST} answers, but not from this "
                                        "tritonserver: address already in use by another "
                                        f"process; log tail:\n{self.log_tail()}")
 
+    def _server_pid(self) -> int | None:
+        """The process that should hold the server's ports (``None``: cannot tell)."""
+        return self.pid
+
     @property
     def pid(self) -> int | None:
-        """The tritonserver process id (its process group's too), while it runs."""
+        """The process this object started (its process group's id too), while it runs:
+        here tritonserver itself."""
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def where(self) -> str:
+        """What runs the server, for messages: ``pid N``."""
+        return f"pid {self.pid}"
 
     @property
     def temp_dir(self) -> Path | None:

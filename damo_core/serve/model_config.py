@@ -11,8 +11,12 @@ Tensor contract (``B`` = batch, ``S`` = image side, ``N`` = anchors, ``C`` = cla
 * ensemble / preprocess in: ``IMAGE`` UINT8 ``[B, L]``, the encoded file's bytes. Triton
   batches only equal shapes, so a client sending several images pads them with zeros to the
   longest (PNG, JPEG, BMP and WebP decoders stop at their end marker and ignore the tail).
-* preprocess out / detector in: ``images`` FP32 ``[B, 3, S, S]`` letterboxed RGB 0..255 and
-  ``letterbox`` FP32 ``[B, 5]`` = scale, pad left, pad top, original height, width.
+* preprocess out / detector in: ``images`` FP32 ``[B, 3, S, S]`` RGB 0..255 fitted to the
+  input by the export's ``fit`` (letterbox or stretch, :mod:`damo_core.data.fit`; a parameter
+  of the preprocess model), and ``placement`` FP32 ``[B, 6]`` = original height, width,
+  resized content height, width, pad left, pad top: integers, exact in FP32, from which the
+  postprocess derives the per-axis scales exactly as ``damo predict`` does
+  (:class:`~damo_core.data.fit.Placement`).
 * detector out: ``scores`` FP32 ``[B, N, C]``, ``boxes`` FP32 ``[B, N, 4]`` (the export's raw
   outputs, canvas pixels).
 * postprocess / ensemble out: ``num_dets`` INT32 ``[B, 1]``, ``det_boxes`` FP32 ``[B, K, 4]``
@@ -26,12 +30,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from damo_core.data.fit import PLACEMENT_WIDTH
+from damo_core.errors import UserInputError
 from damo_core.export.common import require
 from damo_core.export.wrapper import END2END_OUTPUTS
 from damo_core.serve.exported import ExportedModel
 
 IMAGE_INPUT = "IMAGE"
-LETTERBOX = "letterbox"
+PLACEMENT = "placement"
 DETECTOR_INPUT = "images"
 RAW_SCORES, RAW_BOXES = "scores", "boxes"
 NUM_DETS, DET_BOXES, DET_SCORES, DET_CLASSES = END2END_OUTPUTS
@@ -68,14 +74,14 @@ class ServingOptions:
     def __post_init__(self) -> None:
         for field in ("max_batch_size", "instances", "max_detections"):
             if getattr(self, field) <= 0:
-                raise ValueError(f"serving option {field} must be positive, "
-                                 f"got {getattr(self, field)}")
+                raise UserInputError(f"serving option {field} must be positive, "
+                                     f"got {getattr(self, field)}")
         if self.queue_delay_us < 0 or self.threads < 0:
-            raise ValueError("serving options queue_delay_us and threads must be >= 0")
+            raise UserInputError("serving options queue_delay_us and threads must be >= 0")
         bad = [b for b in self.preferred_batch_sizes if not 0 < b <= self.max_batch_size]
         if bad:
-            raise ValueError(f"preferred_batch_sizes {list(bad)} must lie in "
-                             f"[1, max_batch_size={self.max_batch_size}]")
+            raise UserInputError(f"preferred_batch_sizes {list(bad)} must lie in "
+                                 f"[1, max_batch_size={self.max_batch_size}]")
 
 
 @dataclass(frozen=True)
@@ -152,8 +158,8 @@ def detector_config(model: ExportedModel, names: ModelNames, options: ServingOpt
                                                     options.gpu or model.fmt == "tensorrt")})
     else:
         if model.fmt == "tensorrt":
-            raise ValueError(f"{model.path}: a TensorRT engine needs the native variant (the "
-                             "Python variant runs ONNX Runtime or OpenVINO on the CPU)")
+            raise UserInputError(f"{model.path}: a TensorRT engine needs the native variant (the "
+                                 "Python variant runs ONNX Runtime or OpenVINO on the CPU)")
         config.update({"backend": "python", "instance_group": _instances(options.instances, False),
                        "parameters": _params({**python_params, "role": "detector",
                                               "model_file": NATIVE_PLATFORMS[model.fmt][2],
@@ -168,10 +174,10 @@ def preprocess_config(model: ExportedModel, names: ModelNames, max_batch: int,
         "name": names.preprocess, "backend": "python", "max_batch_size": max_batch,
         "input": [_tensor(IMAGE_INPUT, "UINT8", [-1])],
         "output": [_tensor(DETECTOR_INPUT, "FP32", [3, model.image_size, model.image_size]),
-                   _tensor(LETTERBOX, "FP32", [5])],
+                   _tensor(PLACEMENT, "FP32", [PLACEMENT_WIDTH])],
         "instance_group": _instances(1, False),
         "parameters": _params({**python_params, "role": "preprocess",
-                               "image_size": model.image_size}),
+                               "image_size": model.image_size, "fit": model.fit}),
     }
 
 
@@ -184,7 +190,7 @@ def postprocess_config(model: ExportedModel, names: ModelNames, options: Serving
     return {
         "name": names.postprocess, "backend": "python", "max_batch_size": max_batch,
         "input": [_tensor(RAW_SCORES, "FP32", [n, c]), _tensor(RAW_BOXES, "FP32", [n, 4]),
-                  _tensor(LETTERBOX, "FP32", [5])],
+                  _tensor(PLACEMENT, "FP32", [PLACEMENT_WIDTH])],
         "output": _detection_outputs(options.max_detections),
         "instance_group": _instances(1, False),
         "parameters": _params({
@@ -209,9 +215,9 @@ def ensemble_config(names: ModelNames, options: ServingOptions,
         "input": [_tensor(IMAGE_INPUT, "UINT8", [-1])],
         "output": _detection_outputs(options.max_detections),
         "ensemble_scheduling": {"step": [
-            step(names.preprocess, [IMAGE_INPUT], [DETECTOR_INPUT, LETTERBOX]),
+            step(names.preprocess, [IMAGE_INPUT], [DETECTOR_INPUT, PLACEMENT]),
             step(names.detector, [DETECTOR_INPUT], [RAW_SCORES, RAW_BOXES]),
-            step(names.postprocess, [RAW_SCORES, RAW_BOXES, LETTERBOX],
+            step(names.postprocess, [RAW_SCORES, RAW_BOXES, PLACEMENT],
                  [NUM_DETS, DET_BOXES, DET_SCORES, DET_CLASSES]),
         ]},
     }
@@ -231,8 +237,8 @@ def parse_config_dict(config: Mapping[str, Any]) -> Any:
     try:
         return json_format.ParseDict(dict(config), schema.ModelConfig())
     except json_format.ParseError as err:
-        raise ValueError(f"model config {config.get('name')!r} does not fit Triton's "
-                         f"ModelConfig schema: {err}") from None
+        raise UserInputError(f"model config {config.get('name')!r} does not fit Triton's "
+                             f"ModelConfig schema: {err}") from None
 
 
 def parse_pbtxt(text: str) -> Any:

@@ -4,8 +4,9 @@ Triton loads a ``model.py`` from each model's version directory; ours (:data:`MO
 a ten-line shim that puts the project's environment on ``sys.path`` (the backend stub does
 not inherit ``PYTHONPATH``) and hands over to :func:`build` here. Keeping the logic in the
 package means it is the same, tested code everywhere, and pre/postprocessing is the project's
-own letterbox and NMS (:mod:`damo_core.eval.preprocess`, :mod:`damo_core.eval.postprocess`),
-so served detections are ``damo predict``'s detections.
+own input fit and NMS (:func:`damo_core.eval.preprocess.prepare_image`, i.e.
+:func:`damo_core.data.fit.fit_image` in the export's ``fit`` mode, and
+:mod:`damo_core.eval.postprocess`), so served detections are ``damo predict``'s detections.
 
 ``triton_python_backend_utils`` exists only inside the backend stub; it is imported in
 :func:`build`, so this module imports (and its helpers test) anywhere.
@@ -27,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from damo_core.data.fit import LEGACY_FIT, PLACEMENT_WIDTH, FitMode, Placement, check_fit
+from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import postprocess
-from damo_core.eval.preprocess import LetterboxInfo, boxes_to_original, prepare_image
+from damo_core.eval.preprocess import prepare_image
 from damo_core.serve import model_config as mc
 from damo_core.serve.codec import decode_image
 
@@ -87,7 +90,8 @@ class Preprocess(_Model):
     inputs = (mc.IMAGE_INPUT,)
 
     def compute(self, *arrays: np.ndarray) -> dict[str, np.ndarray]:
-        return preprocess_batch(arrays[0], int(self.params["image_size"]))
+        return preprocess_batch(arrays[0], int(self.params["image_size"]),
+                                check_fit(self.params.get("fit", LEGACY_FIT)))
 
 
 class Detector(_Model):
@@ -104,7 +108,7 @@ class Detector(_Model):
 
 
 class Postprocess(_Model):
-    inputs = (mc.RAW_SCORES, mc.RAW_BOXES, mc.LETTERBOX)
+    inputs = (mc.RAW_SCORES, mc.RAW_BOXES, mc.PLACEMENT)
 
     def compute(self, *arrays: np.ndarray) -> dict[str, np.ndarray]:
         return postprocess_batch(*arrays, score_threshold=float(self.params["score_threshold"]),
@@ -124,21 +128,22 @@ def build(args: Mapping[str, str], config: Mapping[str, Any],
     if role == "detector":
         version_dir = Path(args["model_repository"]) / args["model_version"]
         return Detector(pb, params, version_dir)
-    raise ValueError(f"model {config.get('name')!r}: unknown role parameter {role!r}")
+    raise UserInputError(f"model {config.get('name')!r}: unknown role parameter {role!r}")
 
 
 # ------------------------------------------------------------------ the work, testable alone
 
 
-def preprocess_batch(encoded: np.ndarray, image_size: int) -> dict[str, np.ndarray]:
-    """``[B, L]`` padded encoded images → letterboxed ``images`` and ``letterbox`` rows."""
+def preprocess_batch(encoded: np.ndarray, image_size: int,
+                     fit: FitMode) -> dict[str, np.ndarray]:
+    """``[B, L]`` padded encoded images → fitted ``images`` and their ``placement`` rows."""
     if encoded.ndim != 2:
-        raise ValueError(f"{mc.IMAGE_INPUT} must be [batch, bytes], got shape {encoded.shape}")
-    prepared = [prepare_image(decode_image(row, f"image {i} of the batch"), image_size)
+        raise UserInputError(f"{mc.IMAGE_INPUT} must be [batch, bytes], got shape {encoded.shape}")
+    prepared = [prepare_image(decode_image(row, f"image {i} of the batch"), image_size, fit)
                 for i, row in enumerate(encoded)]
     images = np.stack([p.tensor.numpy() for p in prepared])
-    rows = np.array([[*p.info, *p.orig_size] for p in prepared], dtype=np.float32)
-    return {mc.DETECTOR_INPUT: images, mc.LETTERBOX: rows}
+    rows = np.array([p.placement.to_row() for p in prepared], dtype=np.float32)
+    return {mc.DETECTOR_INPUT: images, mc.PLACEMENT: rows.reshape(-1, PLACEMENT_WIDTH)}
 
 
 def load_detector(path: Path, *, threads: int | None) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -151,7 +156,8 @@ def load_detector(path: Path, *, threads: int | None) -> Callable[[np.ndarray], 
         from damo_core.export.openvino import load_runner as load_ov
 
         return load_ov(path, threads=threads)
-    raise ValueError(f"{path}: the Python backend runs .onnx or .xml models, not {path.suffix}")
+    raise UserInputError(f"{path}: the Python backend runs .onnx or .xml models, not "
+                         f"{path.suffix}")
 
 
 def run_detector(run: Callable[[np.ndarray], list[np.ndarray]], images: np.ndarray, *,
@@ -166,7 +172,7 @@ def run_detector(run: Callable[[np.ndarray], list[np.ndarray]], images: np.ndarr
                                                                                   np.float32)}
 
 
-def postprocess_batch(scores: np.ndarray, boxes: np.ndarray, letterbox: np.ndarray, *,
+def postprocess_batch(scores: np.ndarray, boxes: np.ndarray, placement: np.ndarray, *,
                       score_threshold: float, iou_threshold: float,
                       max_detections: int) -> dict[str, np.ndarray]:
     """NMS (the evaluator's, with its top-1000 pre-NMS cap) and the map back to original
@@ -179,13 +185,10 @@ def postprocess_batch(scores: np.ndarray, boxes: np.ndarray, letterbox: np.ndarr
            mc.DET_BOXES: np.zeros((batch, max_detections, 4), np.float32),
            mc.DET_SCORES: np.zeros((batch, max_detections), np.float32),
            mc.DET_CLASSES: np.full((batch, max_detections), -1, np.int32)}
-    for i, (det, row) in enumerate(zip(per_image, letterbox, strict=True)):
-        scale, pad_left, pad_top, height, width = (float(v) for v in row)
-        info = LetterboxInfo(scale, int(pad_left), int(pad_top))
+    for i, (det, row) in enumerate(zip(per_image, placement, strict=True)):
         k = len(det)
         out[mc.NUM_DETS][i, 0] = k
-        out[mc.DET_BOXES][i, :k] = boxes_to_original(det.boxes, info,
-                                                     (int(height), int(width))).numpy()
+        out[mc.DET_BOXES][i, :k] = Placement.from_row(row).to_original(det.boxes).numpy()
         out[mc.DET_SCORES][i, :k] = det.scores.numpy()
         out[mc.DET_CLASSES][i, :k] = det.labels.numpy()
     return out

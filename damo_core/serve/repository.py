@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from damo_core.atomic import atomic_write_text
+from damo_core.errors import OutputExistsError, UserInputError
 from damo_core.serve import model_config as mc
 from damo_core.serve import staging
 from damo_core.serve.exported import ExportedModel
@@ -84,8 +85,8 @@ def build_configs(model: ExportedModel, *, variant: str, options: mc.ServingOpti
                   sys_path: list[str] | None = None) -> dict[str, str]:
     """``{model name: config.pbtxt text}`` for the four models, validated."""
     if variant not in mc.VARIANTS:
-        raise ValueError(f"unknown repository variant {variant!r}; expected one of "
-                         f"{list(mc.VARIANTS)}")
+        raise UserInputError(f"unknown repository variant {variant!r}; expected one of "
+                             f"{list(mc.VARIANTS)}")
     names = mc.ModelNames(model.model_name)
     # The native variant's Python models run in the Triton image's own environment.
     paths = (environment_paths() if sys_path is None else sys_path) if variant == "python" \
@@ -118,11 +119,11 @@ def write_repository(exported: ExportedModel | str | Path, repo: str | Path, *,
     existing = detector_versions(root, model.model_name)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
     if version <= 0:
-        raise ValueError(f"model versions are positive integers, got {version}")
+        raise UserInputError(f"model versions are positive integers, got {version}")
     target = root / names.detector / str(version)
     if target.exists():
-        raise FileExistsError(f"{target} already exists: versions are immutable, deploy a new "
-                              "one instead of overwriting")
+        raise OutputExistsError(f"{target} already exists: versions are immutable, deploy a new "
+                                "one instead of overwriting")
     files = {f"model{path.suffix if model.fmt != 'tensorrt' else '.plan'}": path
              for path in model.files}
     extra = {"model.py": MODEL_PY} if variant == "python" else {}

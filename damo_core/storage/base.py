@@ -16,18 +16,20 @@ import contextlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from damo_core.errors import InputNotFoundError, UserInputError
+
 __all__ = ["Store", "StorageError", "StorageNotFoundError", "check_key"]
 
 
-class StorageError(ValueError):
+class StorageError(UserInputError):
     """A store cannot be reached or used (bad URI, unreachable endpoint, missing bucket).
 
-    A ``ValueError`` so that :func:`damo_core.cli.errors.exit_on_user_error` prints one line:
+    A :class:`~damo_core.errors.UserInputError` so that the CLI prints one line:
     the cause is the user's configuration or network, not a bug.
     """
 
 
-class StorageNotFoundError(StorageError, FileNotFoundError):
+class StorageNotFoundError(StorageError, InputNotFoundError):
     """The store is reachable but the key does not exist."""
 
 

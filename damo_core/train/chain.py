@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from damo_core.atomic import atomic_write_text
+from damo_core.errors import InputNotFoundError
 from damo_core.models.config import ConfigError
 from damo_core.train.config import TrainConfig
 from damo_core.train.distill import DistillConfig, distill_chain
@@ -66,7 +67,7 @@ def run_chain(models: Sequence[str], data: str | Path, out_root: str | Path,
         links.append(_link(models[0], None, first))
         teacher_weights = first.best
     elif not Path(teacher_weights).is_file():
-        raise FileNotFoundError(f"teacher weights {teacher_weights} do not exist")
+        raise InputNotFoundError(f"teacher weights {teacher_weights} do not exist")
     students = [(m, link_dir(out_root, m)) for m in models[1:]]
     results = distill_chain(students, teacher_weights, data, student_cfg, dcfg, resume=resume,
                             progress=progress)

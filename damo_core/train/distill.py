@@ -28,10 +28,7 @@ Chain used by the paper: L distils itself, then L -> M -> S -> T (:func:`distill
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +39,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from damo_core.data.coco import DatasetSpec
+from damo_core.errors import InputNotFoundError, UserInputError
 from damo_core.eval import EvalResult
 from damo_core.models import Detector
-from damo_core.models.config import ConfigError, matches_type
+from damo_core.settings import Settings
 from damo_core.train.checkpoint_io import load_trained
 from damo_core.train.config import TrainConfig, load_train_config
 from damo_core.train.optim import build_optimizer
@@ -56,8 +54,11 @@ DISTILL_COLUMNS = (*CSV_COLUMNS[:_AFTER_LOSS], "loss_distill", "distill_weight",
 
 
 @dataclass(frozen=True)
-class DistillConfig:
-    """Distillation settings; defaults are the reference implementation's."""
+class DistillConfig(Settings):
+    """Distillation settings; defaults are the reference implementation's. Loaded from a
+    mapping (YAML, CLI ``distill.key=value``, a pipeline parameter) by ``from_dict``."""
+
+    noun = "distill setting"
 
     weight_start: float = 1.0  # distillation loss weight at the first step
     weight_end: float = 0.1  # ... and at the last step of the distillation stage (cosine)
@@ -65,40 +66,13 @@ class DistillConfig:
     levels: tuple[int, ...] = (0, 1, 2)  # neck outputs to distil (0 = stride 8)
     grad_clip: float = 30.0  # max grad norm while distilling unless TrainConfig.grad_clip > 0
 
-    def __post_init__(self) -> None:
-        if self.tau <= 0:
-            raise ConfigError(f"distill setting 'tau' must be > 0, got {self.tau}")
-        if self.weight_start < 0 or self.weight_end < 0:
-            raise ConfigError("distill weights must be >= 0, got "
-                              f"weight_start={self.weight_start}, weight_end={self.weight_end}")
-        if not self.levels or len(set(self.levels)) != len(self.levels) or min(self.levels) < 0:
-            raise ConfigError(f"distill 'levels' must be distinct indices >= 0, got "
-                              f"{list(self.levels)}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None, source: str = "distill") -> DistillConfig:
-        """Build from a mapping (YAML, CLI ``distill.key=value``); unknown keys are errors."""
-        hints = typing.get_type_hints(cls)
-        out: dict[str, Any] = {}
-        for key, value in (values or {}).items():
-            if key not in hints:
-                close = difflib.get_close_matches(key, list(hints), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"{source}: unknown distill setting '{key}'{hint}")
-            if not matches_type(value, hints[key]):
-                raise ConfigError(f"{source}: distill setting '{key}' = {value!r} has the "
-                                  "wrong type")
-            if hints[key] is float:
-                value = float(value)
-            elif key == "levels":
-                if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                    raise ConfigError(f"{source}: distill 'levels' must be integers, got {value}")
-                value = tuple(value)
-            out[key] = value
-        return cls(**out)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "levels": list(self.levels)}
+    def check(self) -> None:
+        self.require(self.tau > 0, "tau", "must be > 0")
+        self.require(self.weight_start >= 0, "weight_start", "must be >= 0")
+        self.require(self.weight_end >= 0, "weight_end", "must be >= 0")
+        levels = self.levels
+        self.require(bool(levels) and len(set(levels)) == len(levels) and min(levels) >= 0,
+                     "levels", "must be distinct indices >= 0")
 
 
 def distill_weight(step: int, total: int, start: float, end: float) -> float:
@@ -111,11 +85,11 @@ def distill_weight(step: int, total: int, start: float, end: float) -> float:
 
 def _check_pairs(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
     if len(student) != len(teacher):
-        raise ValueError(f"distillation needs as many student as teacher feature levels: got "
+        raise UserInputError(f"distillation needs as many student as teacher feature levels: got "
                          f"{len(student)} student and {len(teacher)} teacher levels")
     for i, (s, t) in enumerate(zip(student, teacher, strict=True)):
         if s.shape != t.shape:
-            raise ValueError(f"level {i}: student feature {tuple(s.shape)} does not match "
+            raise UserInputError(f"level {i}: student feature {tuple(s.shape)} does not match "
                              f"teacher feature {tuple(t.shape)} (channels {s.shape[1]} vs "
                              f"{t.shape[1]}); align the student first")
 
@@ -141,7 +115,7 @@ class AlignModule(nn.Module):
     def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> None:
         super().__init__()
         if len(student_channels) != len(teacher_channels):
-            raise ValueError(
+            raise UserInputError(
                 f"cannot align {len(student_channels)} student levels (channels "
                 f"{list(student_channels)}) to {len(teacher_channels)} teacher levels "
                 f"(channels {list(teacher_channels)})")
@@ -152,11 +126,11 @@ class AlignModule(nn.Module):
 
     def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
         if len(feats) != len(self.convs):
-            raise ValueError(f"align module was built for {len(self.convs)} levels, got "
+            raise UserInputError(f"align module was built for {len(self.convs)} levels, got "
                              f"{len(feats)} student feature maps")
         for i, (f, want) in enumerate(zip(feats, self.student_channels, strict=True)):
             if f.shape[1] != want:
-                raise ValueError(f"level {i}: student feature has {f.shape[1]} channels, the "
+                raise UserInputError(f"level {i}: student feature has {f.shape[1]} channels, the "
                                  f"align module expects {want}")
         return [conv(f) for conv, f in zip(self.convs, feats, strict=True)]
 
@@ -185,7 +159,7 @@ def pick_levels(channels: Sequence[int], levels: Sequence[int], who: str) -> lis
     """Channels of the distilled levels; an absent level is an error naming what exists."""
     missing = [i for i in levels if i >= len(channels)]
     if missing:
-        raise ValueError(f"distill levels {missing} do not exist: the {who} neck has "
+        raise UserInputError(f"distill levels {missing} do not exist: the {who} neck has "
                          f"{len(channels)} levels (channels {list(channels)})")
     return [channels[i] for i in levels]
 
@@ -194,7 +168,7 @@ def load_teacher(path: str | Path, class_names: Sequence[str]) -> Detector:
     """The frozen teacher (EMA weights, eval mode); its classes must be the dataset's."""
     teacher, meta = load_trained(path)
     if meta["num_classes"] != len(class_names):
-        raise ValueError(
+        raise UserInputError(
             f"teacher {path} was trained for {meta['num_classes']} classes "
             f"({meta.get('class_names')}) but the student's dataset has {len(class_names)} "
             f"({list(class_names)})")
@@ -214,7 +188,7 @@ class DistillTrainer(Trainer):
                  dcfg: DistillConfig | None = None, *, weights: str | Path | None = None,
                  progress: bool = True) -> None:
         if cfg.epochs <= cfg.no_aug_epochs:
-            raise ValueError(f"no distillation stage: epochs ({cfg.epochs}) must exceed "
+            raise UserInputError(f"no distillation stage: epochs ({cfg.epochs}) must exceed "
                              f"no_aug_epochs ({cfg.no_aug_epochs}), the teacher-free stage")
         super().__init__(model, data, out_dir, cfg, weights=weights, progress=progress)
         self.dcfg = dcfg or DistillConfig()
@@ -293,8 +267,8 @@ class DistillTrainer(Trainer):
         """A plain training run's ``last.pt`` cannot continue distillation; then the base
         checks (same student, classes and input size)."""
         if not isinstance(ckpt, dict) or "distill_align" not in ckpt:
-            raise ValueError(f"cannot resume distillation from {self.last_path}: it was written "
-                             "by a plain training run (no align-module state)")
+            raise UserInputError(f"cannot resume distillation from {self.last_path}: it was "
+                                 "written by a plain training run (no align-module state)")
         super().check_resumable(ckpt)
 
     def restore_extra(self, ckpt: dict[str, Any]) -> None:
@@ -330,7 +304,7 @@ def distill_chain(links: Sequence[tuple[str | Path, str | Path]],
         result = distill(student, teacher, data, out_dir, cfg, dcfg, resume=again,
                          progress=progress)
         if not result.best.is_file():
-            raise FileNotFoundError(f"link {student}: no {result.best} to teach the next link")
+            raise InputNotFoundError(f"link {student}: no {result.best} to teach the next link")
         results.append(result)
         teacher = result.best
     return results

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from damo_core.errors import UnavailableError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -46,7 +48,7 @@ def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but no CUDA GPU is available here")
+            raise UnavailableError(f"device {name!r} requested but no CUDA GPU is available here")
         if env is not None and env.enabled:
             name = f"cuda:{env.local_rank}"
     return torch.device(name)

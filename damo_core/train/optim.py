@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from damo_core.errors import UserInputError
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: conv/linear weights with decay, everything else (BN, biases, scales) without."""
@@ -35,7 +37,7 @@ def build_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_deca
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
     if name == "adamw":  # the nano recipes train with AdamW
         return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
+    raise UserInputError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
 
 
 def lr_at(

@@ -1,6 +1,6 @@
 """The training loop: SGD + cosine + EMA, per-epoch COCO evaluation, atomic checkpoints, resume.
 
-``train()`` is what ``damo train`` and the ``train_teacher`` pipeline component call. It writes
+``train()`` is what the train step (``damo train``, the ``train`` component) calls. It writes
 into ``out_dir``: ``last.pt`` (every epoch), ``best.pt`` (best val AP), ``results.csv``,
 ``results.png``, ``pr_curve.png`` and ``metrics.json`` (the final evaluation).
 """
@@ -22,9 +22,10 @@ from torch import nn
 from tqdm import tqdm
 
 from damo_core.atomic import atomic_write_bytes
-from damo_core.data.augment import AugmentConfig
 from damo_core.data.coco import CocoDetection, DatasetSpec, load_dataset_yaml
+from damo_core.data.fit import set_model_fit
 from damo_core.data.loader import DetectionDataset, EpochSampler, collate
+from damo_core.errors import InputNotFoundError, OutputExistsError, UserInputError
 from damo_core.eval import EvalResult, evaluate, plot_pr_curve
 from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
@@ -90,8 +91,11 @@ class Trainer:
             load_checkpoint(weights, self.model)
         self.image_size = cfg.img_size or self.model.config.image_size
         self.dataset = DetectionDataset(source, train=True, image_size=self.image_size,
-                                        augment=AugmentConfig.from_dict(cfg.augment, "augment"),
+                                        augment=cfg.augment,
                                         seed=cfg.seed)
+        # The input fit trained with goes into every checkpoint (model_meta) and from there
+        # to evaluation, export and serving; set before the EMA copy so both carry it.
+        set_model_fit(self.model, self.dataset.fit)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
         self.net: nn.Module = self.model
@@ -143,9 +147,9 @@ class Trainer:
             self.resume()
         elif self.last_path.exists():
             # Starting over would truncate results.csv and later replace last.pt/best.pt.
-            raise FileExistsError(f"{self.out_dir} already holds a training run "
-                                  f"({self.last_path.name}); pass --resume to continue it, or "
-                                  "choose another --out")
+            raise OutputExistsError(f"{self.out_dir} already holds a training run "
+                                    f"({self.last_path.name}); pass --resume to continue it, or "
+                                    "choose another --out")
         elif self.env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_csv_header()
@@ -224,7 +228,7 @@ class Trainer:
     def bn_batches(self) -> Iterator[torch.Tensor]:
         """Un-augmented training images, the distribution the model will see at inference."""
         plain = DetectionDataset(self.dataset.source, train=False, image_size=self.image_size,
-                                 seed=self.cfg.seed)
+                                 augment=self.dataset.augment, seed=self.cfg.seed)
         loader = torch.utils.data.DataLoader(plain, batch_size=self.batch, shuffle=False,
                                              num_workers=0, collate_fn=collate)
         for i, (images, _) in enumerate(loader):
@@ -280,7 +284,7 @@ class Trainer:
 
     def resume(self) -> None:
         if not self.last_path.is_file():
-            raise FileNotFoundError(f"cannot resume: {self.last_path} does not exist")
+            raise InputNotFoundError(f"cannot resume: {self.last_path} does not exist")
         ckpt = read_checkpoint(self.last_path)
         self.check_resumable(ckpt)
         self.restore_extra(ckpt)
@@ -359,10 +363,12 @@ def weighted_sampler(dataset: DetectionDataset, weights_file: Path, seed: int
 
     from damo_core.data.sampling import WeightedEpochSampler
 
+    if not Path(weights_file).is_file():  # else np.load's bare FileNotFoundError reads as a bug
+        raise InputNotFoundError(f"sampling weights file {weights_file} does not exist")
     try:
         return WeightedEpochSampler(dataset, np.load(weights_file), seed)
-    except ValueError as err:
-        raise ValueError(f"{weights_file}: {err}") from None
+    except ValueError as err:  # np.load of a non-.npy file, or weights that do not fit
+        raise UserInputError(f"{weights_file}: {err}") from None
 
 
 def train(model: str | Path, data: str | Path, out_dir: str | Path,

@@ -34,7 +34,7 @@ def test_train_command_parses_and_round_trips_settings():
 def test_distill_command_parses():
     args = train_command("damoyolo_m", "/ws/d.yaml", "/ws/run", teacher_weights="/ws/t.pt")
     params = parse(args)
-    assert params["student"] == "damoyolo_m" and str(params["teacher_weights"]) == "/ws/t.pt"
+    assert params["model"] == "damoyolo_m" and str(params["teacher"]) == "/ws/t.pt"
 
 
 def fake_job(workspace: Path, seen: list[dict[str, Any]]):

@@ -1,7 +1,8 @@
-"""The training step's three placements, through ``damo_core.steps.train_model`` as the
-components call it: in-process, torchrun with two real gloo ranks on this CPU, and a PyTorchJob
-whose stand-in runs the job's own ``damo`` command on the "shared volume" (no cluster here).
-Each leaves a real run directory and returns the same metadata; each carries the run id."""
+"""The training steps' three placements, through ``damo_core.steps.train.run`` and
+``damo_core.steps.distill.run`` as the components call them: in-process, torchrun with two
+real gloo ranks on this CPU, and a PyTorchJob whose stand-in runs the job's own ``damo``
+command on the "shared volume" (no cluster here). Each leaves a real run directory and returns
+the same metadata; each carries the run id."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from damo_core import steps
 from damo_core.cli.app import app
 from damo_core.cluster import JobOutcome, TrainingJobError, placement
 from damo_core.cluster.placement import (
@@ -26,14 +26,31 @@ from damo_core.cluster.placement import (
 )
 from damo_core.data.synth import generate
 from damo_core.metrics.push import ENV_GATEWAY, ENV_RUN
+from damo_core.steps import _common, distill, evaluate, train
+from damo_core.steps._training import Placement
 from tests.cluster.test_pytorchjob import crd_validator
+
+
+def train_model(data: Path, out: Path, *, model: str, settings: dict[str, Any],
+                run_id: str | None = None, teacher_dir: Path | None = None,
+                distill_settings: dict[str, Any] | None = None, nodes: int = 1,
+                gpus_per_node: int = 1, workspace_pvc: str = "",
+                image: str | None = None) -> dict[str, Any]:
+    """The train component's call, or the distill component's with a teacher."""
+    where = Placement(nodes, gpus_per_node, workspace_pvc, image)
+    if teacher_dir is None:
+        return train.run(data, out, model=model, settings=settings, run_id=run_id,
+                         placement=where)
+    return distill.run(data, out, model=model, teacher=teacher_dir, settings=settings,
+                       distill_settings=distill_settings, run_id=run_id, placement=where)
 
 # one epoch of 2 steps at 64 px: seconds on a CPU
 TINY = {"epochs": 1, "batch": 4, "img_size": 64, "warmup_epochs": 0, "no_aug_epochs": 0,
         "workers": 0, "precise_bn_batches": 0, "augment": {"mosaic_prob": 0.0}}
 RUN = "damo-yolo-20261129-run"
+# "epochs" is how many ran, "best_epoch" the one best.pt holds
 META_KEYS = {"model_name", "image_size", "num_classes", "class_names", "params_m", "epochs",
-             "AP", "AP50"}
+             "best_epoch", "AP", "AP50"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +76,7 @@ def in_process(data_dir, tmp_path_factory) -> tuple[Path, dict[str, Any], list[s
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(ENV_RUN, raising=False)
         mp.setattr(train_pkg, "train", spy)
-        meta = steps.train_model(data_dir, out, model="damoyolo_ns", settings=TINY, run_id=RUN)
+        meta = train_model(data_dir, out, model="damoyolo_ns", settings=TINY, run_id=RUN)
         assert ENV_RUN not in os.environ  # restored after training
     return out, meta, seen
 
@@ -84,7 +101,7 @@ def test_torchrun_runs_two_real_ranks_in_this_pod(data_dir, in_process, tmp_path
     monkeypatch.setattr(placement.subprocess, "run", recording_run)
     monkeypatch.setenv(ENV_GATEWAY, "http://gateway.invalid:9091")
     out = tmp_path / "model"
-    meta = steps.train_model(data_dir, out, model="damoyolo_ns", settings=TINY, run_id=RUN,
+    meta = train_model(data_dir, out, model="damoyolo_ns", settings=TINY, run_id=RUN,
                              nodes=1, gpus_per_node=2)
     ((command, env),) = calls
     at = command.index("--nproc-per-node")
@@ -100,7 +117,7 @@ def test_a_failed_torchrun_fails_the_step(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(placement.subprocess, "run",
                         lambda command, **kw: subprocess.CompletedProcess(command, 1))
     with pytest.raises(TrainingJobError, match="2 ranks exited with 1"):
-        steps.train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
+        train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
                           gpus_per_node=2)
 
 
@@ -130,7 +147,7 @@ def test_pytorchjob_trains_on_the_shared_volume_and_returns_the_same_metadata(
     monkeypatch.delenv("DAMO_TRAIN_IMAGE", raising=False)
     teacher_dir, _, _ = in_process
     out = tmp_path / "student"
-    meta = steps.train_model(data_dir, out, model="damoyolo_ns", settings=TINY, run_id=RUN,
+    meta = train_model(data_dir, out, model="damoyolo_ns", settings=TINY, run_id=RUN,
                              teacher_dir=teacher_dir, distill_settings={"tau": 2.0}, nodes=3,
                              workspace_pvc="damo-workspace", image="registry/damo-gpu:1")
     (job,) = jobs
@@ -154,7 +171,8 @@ def test_pytorchjob_trains_on_the_shared_volume_and_returns_the_same_metadata(
     # the step's output is a full run directory, the staging area is gone
     assert (out / "best.pt").is_file() and (out / "results.csv").is_file()
     assert not (workspace / name).exists()
-    assert set(meta) == set(in_process[1]) and meta["model_name"] == "damoyolo_ns"
+    # the distill step also names its teacher (the component used to add it)
+    assert set(meta) == set(in_process[1]) | {"teacher"} and meta["model_name"] == "damoyolo_ns"
 
 
 def test_train_image_env_overrides_the_components_image(data_dir, tmp_path, monkeypatch):
@@ -168,7 +186,7 @@ def test_train_image_env_overrides_the_components_image(data_dir, tmp_path, monk
     monkeypatch.setenv("DAMO_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("DAMO_TRAIN_IMAGE", "mirror.example/damo-gpu:1")
     with pytest.raises(TrainingJobError, match="stop here"):
-        steps.train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
+        train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
                           nodes=2, workspace_pvc="w", image="ghcr.io/x/damo-gpu:1")
     assert images == ["mirror.example/damo-gpu:1"]
 
@@ -178,7 +196,7 @@ def test_a_job_without_the_mounted_workspace_is_refused(data_dir, tmp_path, monk
                         lambda job: pytest.fail("must not create a job"))
     monkeypatch.setenv("DAMO_WORKSPACE", str(tmp_path / "not-mounted"))
     with pytest.raises(WorkspaceMissingError, match="mount the PVC 'damo-workspace'"):
-        steps.train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
+        train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
                           nodes=2, workspace_pvc="damo-workspace", image="i:1")
 
 
@@ -191,7 +209,7 @@ def test_a_job_without_the_mounted_workspace_is_refused(data_dir, tmp_path, monk
 ])
 def test_bad_placement_is_a_clear_error_before_any_work(kwargs, message, tmp_path):
     with pytest.raises(PlacementError, match=message):
-        steps.train_model(tmp_path / "no-data", tmp_path / "m", model="damoyolo_ns",
+        train_model(tmp_path / "no-data", tmp_path / "m", model="damoyolo_ns",
                           settings={}, **kwargs)
     assert not (tmp_path / "m").exists()
     assert issubclass(PlacementError, ValueError)  # exit_on_user_error: one line, exit 2
@@ -221,8 +239,8 @@ def test_push_steps_label_with_the_given_run(monkeypatch):
     pushed = []
     monkeypatch.setattr(metrics, "push_eval", lambda values, labels: pushed.append(labels))
     monkeypatch.setenv(ENV_RUN, "from-env")
-    steps._push("eval", {"AP": 0.1, "AP50": 0.2}, "damoyolo_s", "pytorch", "cpu", RUN)
-    steps._push("eval", {"AP": 0.1, "AP50": 0.2}, "damoyolo_s", "pytorch", "cpu")
+    _common.push("eval", {"AP": 0.1, "AP50": 0.2}, "damoyolo_s", "pytorch", "cpu", RUN)
+    _common.push("eval", {"AP": 0.1, "AP50": 0.2}, "damoyolo_s", "pytorch", "cpu")
     assert [labels.run for labels in pushed] == [RUN, "from-env"]
 
 
@@ -231,7 +249,7 @@ def test_evaluate_model_pushes_under_the_run_id(in_process, data_dir, monkeypatc
 
     pushed = []
     monkeypatch.setattr(metrics, "push_eval", lambda values, labels: pushed.append(labels))
-    result = steps.evaluate_model(in_process[0], data_dir, run_id=RUN)
+    result = evaluate.run(in_process[0], data_dir, run_id=RUN)
     ((labels),) = pushed
     assert labels.run == RUN and labels.model == "damoyolo_ns"
     assert 0.0 <= result["AP50"] <= 1.0
@@ -252,6 +270,6 @@ def test_a_retry_starts_from_a_clean_staging_directory(data_dir, tmp_path, monke
     monkeypatch.setattr(placement, "run_pytorchjob", run_job)
     monkeypatch.setenv("DAMO_WORKSPACE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="wrote no"):
-        steps.train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
+        train_model(data_dir, tmp_path / "m", model="damoyolo_ns", settings=TINY,
                           run_id=RUN, nodes=2, workspace_pvc="w", image="i:1")
     assert seen == [False] and not (tmp_path / "m").exists()

@@ -20,13 +20,12 @@ from damo_core.data.augment import (
     box_level_augment,
     box_sample_probs,
     color_jitter,
+    fit_sample,
     hflip,
-    letterbox,
     mixup,
     mosaic,
     mosaic_canvas,
     random_affine,
-    resize,
     scale_buckets,
 )
 
@@ -86,12 +85,12 @@ def _assert_well_formed(sample: Annotated, size: int) -> None:
 RECTS = [(10, 12, 50, 40), (120, 30, 190, 110), (60, 70, 100, 95)]
 
 
-# --- resize / letterbox / flip ---------------------------------------------------------
+# --- fit (letterbox / stretch) / flip ---------------------------------------------------
 
 
 def test_letterbox_aligns_boxes_and_reports_placement() -> None:
     sample = _scene(120, 200, RECTS)
-    out, placement = letterbox(sample, 160)
+    out, placement = fit_sample(sample, 160, "letterbox")
     _assert_well_formed(out, 160)
     _assert_aligned(out)
     assert placement.orig_size == (120, 200)
@@ -102,7 +101,7 @@ def test_letterbox_aligns_boxes_and_reports_placement() -> None:
 
 def test_plain_resize_stretches_boxes_per_axis() -> None:
     sample = _scene(120, 200, RECTS)
-    out, placement = resize(sample, 160)
+    out, placement = fit_sample(sample, 160, "stretch")
     _assert_well_formed(out, 160)
     _assert_aligned(out)
     assert placement.scale == pytest.approx((0.8, 160 / 120)) and placement.pad == (0, 0)
@@ -170,9 +169,9 @@ def _mosaic_inputs() -> list[Annotated]:
     ]
 
 
-@pytest.mark.parametrize("keep_ratio", [False, True])
-def test_mosaic_canvas_places_tiles_exactly(keep_ratio: bool) -> None:
-    canvas = mosaic_canvas(_mosaic_inputs(), 160, np.random.default_rng(3), keep_ratio=keep_ratio)
+@pytest.mark.parametrize("fit", ["stretch", "letterbox"])
+def test_mosaic_canvas_places_tiles_exactly(fit: str) -> None:
+    canvas = mosaic_canvas(_mosaic_inputs(), 160, np.random.default_rng(3), fit=fit)
     _assert_well_formed(canvas, 320)
     assert set(canvas.labels.tolist()) <= set(range(6)) and len(canvas.labels) >= 4
     _assert_aligned(canvas, tol=1.0)
@@ -315,12 +314,12 @@ def test_empty_annotation_images_survive_every_op() -> None:
     rng = np.random.default_rng(0)
     cfg = AugmentConfig(box_image_prob=1.0, color_prob=1.0)
     outs = [
-        letterbox(empty, 96)[0],
-        resize(empty, 96)[0],
+        fit_sample(empty, 96, "letterbox")[0],
+        fit_sample(empty, 96, "stretch")[0],
         hflip(empty),
         random_affine(empty, rng, 96),
         mosaic([empty] * 4, 96, rng, cfg),
-        mixup(resize(empty, 96)[0], empty, rng),
+        mixup(fit_sample(empty, 96, "stretch")[0], empty, rng),
     ]
     for out in outs:
         assert out.boxes.shape == (0, 4) and out.boxes.dtype == np.float32
@@ -353,7 +352,7 @@ def test_config_unknown_key_names_it_and_suggests() -> None:
     ],
 )
 def test_config_rejects_bad_values(values: dict, field: str) -> None:
-    with pytest.raises(AugmentConfigError, match=f"cfg.yaml: field '{field}'"):
+    with pytest.raises(AugmentConfigError, match=f"cfg.yaml: augmentation setting '{field}'"):
         AugmentConfig.from_dict(values, source="cfg.yaml")
 
 

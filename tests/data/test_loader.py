@@ -1,5 +1,5 @@
 """Tests for DetectionDataset / build_dataloader: output contract, determinism per
-(seed, epoch, index), close_mosaic, eval placement and its inverse ``scale_boxes_back``."""
+(seed, epoch, index), close_mosaic, eval placement and its inverse (``target["placement"]``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from damo_core.data.loader import (
     DetectionDataset,
     build_dataloader,
     collate,
-    scale_boxes_back,
 )
 from damo_core.data.synth import generate
 
@@ -136,7 +135,8 @@ def test_eval_letterbox_aligns_and_maps_back(odd: CocoDetection) -> None:
     extent = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     np.testing.assert_allclose(target["boxes"][0].numpy(), extent, atol=1.0)
     assert (pixels[:24] == 114).all() and (pixels[-24:] == 114).all()
-    back = scale_boxes_back(target["boxes"], target["scale"], target["pad"], target["orig_size"])
+    assert target["placement"].content_size == (80, 128)
+    back = target["placement"].to_original(target["boxes"])
     assert isinstance(back, torch.Tensor)
     np.testing.assert_allclose(back.numpy(), [[30, 20, 110, 60]], atol=1e-4)
 
@@ -145,19 +145,9 @@ def test_eval_plain_resize_maps_back(odd: CocoDetection) -> None:
     ds = DetectionDataset(odd, train=False, image_size=SIZE, augment=AugmentConfig())
     _, target = ds[0]
     assert target["pad"] == (0, 0) and target["scale"] == pytest.approx((0.8, 1.28))
-    back = scale_boxes_back(
-        target["boxes"].numpy(), target["scale"], target["pad"], target["orig_size"]
-    )
+    back = target["placement"].to_original(target["boxes"].numpy())
     assert isinstance(back, np.ndarray) and back.dtype == np.float32
     np.testing.assert_allclose(back, [[30, 20, 110, 60]], atol=1e-4)
-
-
-def test_scale_boxes_back_clips_to_the_image() -> None:
-    preds = np.array([[-10.0, 5.0, 90.0, 200.0], [0.0, 0.0, 10.0, 10.0]], np.float32)
-    back = scale_boxes_back(preds, 0.5, (10, 20), (100, 120))
-    np.testing.assert_allclose(back, [[0, 0, 120, 100], [0, 0, 0, 0]])
-    as_tensor = scale_boxes_back(torch.from_numpy(preds), (0.5, 0.5), (10, 20), (100, 120))
-    np.testing.assert_allclose(as_tensor.numpy(), back)
 
 
 @pytest.mark.parametrize("keep_ratio", [False, True])

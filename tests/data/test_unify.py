@@ -23,8 +23,8 @@ from damo_core.data.unify import (
     iter_manifest,
     read_summary,
     unify,
-    unify_for_training,
 )
+from damo_core.steps import unify as unify_step
 from tests.data.test_source_formats import coco_box, write_coco, write_oi
 
 LABELS = """name,coco,oi
@@ -144,8 +144,10 @@ def test_cli_unify_reports_counts_and_errors(sources, tmp_path: Path) -> None:
 
 def test_export_to_trainer_dataset(sources, tmp_path: Path) -> None:
     specs, root = sources
-    yaml_path = unify_for_training(specs[:1], str(root / "labels.csv"), tmp_path / "coco",
-                                   val_fraction=0.3, seed=0)
+    meta = unify_step.run(specs[:1], tmp_path / "coco", label_space=str(root / "labels.csv"),
+                          val_fraction=0.3, seed=0)
+    yaml_path = tmp_path / "coco" / "dataset.yaml"
+    assert meta["num_classes"] == 3 and meta["num_train_images"] > 0
     assert read_summary(tmp_path / "coco" / "unified")["num_classes"] == 3
     assert export_coco(tmp_path / "coco" / "unified", tmp_path / "again", val_fraction=0.3,
                        seed=0).read_text() == yaml_path.read_text()

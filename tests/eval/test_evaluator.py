@@ -213,7 +213,8 @@ class _PassThroughHead(nn.Module):
 class OracleModel(nn.Module):
     """Returns, batch by batch, the ground truth of the dataset's images in dataset order,
     mapped into letterbox coordinates by the letterbox contract (longer side scaled to the
-    input size, image centred). The evaluator must map them back exactly."""
+    input size, the other rounded, image centred; each axis scaled by its realised ratio
+    new/old, so boxes sit on the resized pixels). The evaluator must map them back exactly."""
 
     def __init__(self, dataset: CocoDetection, image_size: int) -> None:
         super().__init__()
@@ -223,9 +224,10 @@ class OracleModel(nn.Module):
         for i in range(len(dataset)):
             sample = dataset[i]
             h, w = sample.image.shape[:2]
-            scale = image_size / max(h, w)
-            pad_x = (image_size - round(w * scale)) // 2
-            pad_y = (image_size - round(h * scale)) // 2
+            ratio = image_size / max(h, w)
+            new_w, new_h = round(w * ratio), round(h * ratio)
+            pad_x, pad_y = (image_size - new_w) // 2, (image_size - new_h) // 2
+            scale = torch.tensor([new_w / w, new_h / h, new_w / w, new_h / h])
             boxes = torch.from_numpy(sample.boxes) * scale + torch.tensor(
                 [pad_x, pad_y, pad_x, pad_y], dtype=torch.float32
             )

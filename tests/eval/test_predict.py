@@ -1,4 +1,4 @@
-"""Letterbox geometry, prediction in original pixels, and drawing."""
+"""Input preparation (both fits), prediction in original pixels, and drawing."""
 
 from __future__ import annotations
 
@@ -11,19 +11,14 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from damo_core.data.fit import PAD_VALUE, Placement, set_model_fit
 from damo_core.data.synth import generate
 from damo_core.eval.postprocess import Detections
 from damo_core.eval.predict import class_colour, draw_detections, predict
-from damo_core.eval.preprocess import (
-    PAD_VALUE,
-    LetterboxInfo,
-    boxes_to_letterbox,
-    boxes_to_original,
-    letterbox,
-)
+from damo_core.eval.preprocess import prepare_image
 from damo_core.models.detector import build_model
 
-# ----------------------------------------------------------------------------- letterbox
+# ----------------------------------------------------------------------------- prepare
 
 
 def _wide_image_with_white_box() -> np.ndarray:
@@ -34,28 +29,32 @@ def _wide_image_with_white_box() -> np.ndarray:
 
 
 def test_letterbox_places_content_centred_on_grey() -> None:
-    tensor, info = letterbox(_wide_image_with_white_box(), 128)
+    prepared = prepare_image(_wide_image_with_white_box(), 128, "letterbox")
+    tensor, info = prepared.tensor, prepared.placement
     assert tensor.shape == (3, 128, 128) and tensor.dtype == torch.float32
-    assert info == LetterboxInfo(0.64, 0, 32)  # 200 → 128 wide, 100 → 64 tall, centred
+    assert info == Placement((100, 200), (64, 128), (0, 32))  # 200 → 128 wide, 100 → 64 tall
+    assert info.scale == (0.64, 0.64)
     assert torch.all(tensor[:, :32] == PAD_VALUE) and torch.all(tensor[:, 96:] == PAD_VALUE)
-    x1, y1, x2, y2 = boxes_to_letterbox(torch.tensor([20.0, 10, 60, 50]), info).tolist()
+    x1, y1, x2, y2 = info.to_input(torch.tensor([20.0, 10, 60, 50])).tolist()
     assert (x1, y1, x2, y2) == pytest.approx((12.8, 38.4, 38.4, 64.0))
     assert torch.all(tensor[:, int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2] > 250)
     assert torch.all(tensor[:, 34:96, 45:] == 40)  # image content right of the box
 
 
-def test_box_mapping_round_trips_and_clips() -> None:
-    info = LetterboxInfo(0.5, 7, 0)
-    boxes = torch.tensor([[3.0, 4.0, 50.0, 60.0], [0.0, 0.0, 10.0, 10.0]])
-    back = boxes_to_original(boxes_to_letterbox(boxes, info), info, (80, 90))
-    assert torch.allclose(back, boxes, atol=1e-5)
-    over = torch.tensor([[0.0, -5.0, 200.0, 30.0]])  # spills over the padding and the bottom
-    assert boxes_to_original(over, info, (40, 90)).tolist() == [[0.0, 0.0, 90.0, 40.0]]
+def test_stretch_fills_the_input_without_padding() -> None:
+    prepared = prepare_image(_wide_image_with_white_box(), 128, "stretch")
+    assert prepared.placement == Placement((100, 200), (128, 128))
+    assert prepared.placement.scale == (0.64, 1.28) and prepared.orig_size == (100, 200)
+    assert torch.all(prepared.tensor[:, -1] == 40) and torch.all(prepared.tensor[:, :, -1] == 40)
+    x1, y1, x2, y2 = prepared.placement.to_input(torch.tensor([20.0, 10, 60, 50])).tolist()
+    assert (x1, y1, x2, y2) == pytest.approx((12.8, 12.8, 38.4, 64.0))
+    assert torch.all(prepared.tensor[:, int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
+                     > 250)
 
 
-def test_letterbox_rejects_channel_first_arrays() -> None:
-    with pytest.raises(ValueError, match="H×W×3"):
-        letterbox(np.zeros((3, 64, 64), dtype=np.uint8), 64)
+def test_prepare_rejects_channel_first_arrays() -> None:
+    with pytest.raises(ValueError, match="HxWx3"):
+        prepare_image(np.zeros((3, 64, 64), dtype=np.uint8), 64)
 
 
 # ----------------------------------------------------------------------------- predict
@@ -92,6 +91,18 @@ def test_predict_returns_boxes_in_original_pixels(tmp_path: Path) -> None:
     assert dets[1].boxes.tolist() == [pytest.approx([16.0, 20.0, 48.0, 44.0])]
     (single,) = predict(_FixedBoxModel(), tmp_path / "small.png")  # a lone path is accepted
     assert torch.equal(single.boxes, dets[1].boxes)
+
+
+def test_predict_fits_by_the_models_recorded_mode(tmp_path: Path) -> None:
+    """A model trained stretched (its checkpoint says so) is predicted with stretched inputs,
+    and its boxes are mapped back per axis; an explicit ``fit`` overrides the model's."""
+    Image.fromarray(_wide_image_with_white_box()).save(tmp_path / "wide.png")
+    model = _FixedBoxModel()
+    set_model_fit(model, "stretch")
+    (det,) = predict(model, tmp_path / "wide.png")
+    assert det.boxes.tolist() == [pytest.approx([50.0, 31.25, 150.0, 68.75])]  # / (0.64, 1.28)
+    (boxed,) = predict(model, tmp_path / "wide.png", fit="letterbox")
+    assert boxed.boxes.tolist() == [pytest.approx([50.0, 12.5, 150.0, 87.5])]
 
 
 @pytest.fixture(scope="module")

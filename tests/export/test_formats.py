@@ -102,7 +102,7 @@ def test_load_source_by_name_or_trained_checkpoint(tiny: Detector, tmp_path: Pat
 def _cli() -> typer.Typer:
     app = typer.Typer()
     app.command("export")(export_cmds.export)
-    app.command("bench")(export_cmds.bench)
+    app.command("bench")(export_cmds.benchmark)
     return app
 
 

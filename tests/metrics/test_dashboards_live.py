@@ -29,7 +29,7 @@ def _local_run(tmp: Path) -> tuple[dict[str, float], dict[str, Any], float]:
     from damo_core.export.formats import export_model
     from damo_core.models import build_model
     from damo_core.models.profile import count_params
-    from damo_core.steps import benchmark_step
+    from damo_core.steps import benchmark
 
     torch.manual_seed(0)
     model = build_model(MODEL, num_classes=2).eval()
@@ -37,8 +37,7 @@ def _local_run(tmp: Path) -> tuple[dict[str, float], dict[str, Any], float]:
     result = evaluate(model, data, split="val", image_size=SIZE, progress=False, workers=0)
     metrics = {k: float(getattr(result, k)) for k in ("AP", "AP50")}
     export_model(model.fuse(), "onnx", tmp / "onnx", image_size=SIZE)
-    bench = benchmark_step(tmp / "onnx", fmt="onnx", image_size=SIZE, warmup=2, runs=5,
-                           threads=1)
+    bench = benchmark.run(tmp / "onnx", warmup=2, runs=5, threads=1)
     return metrics, bench, count_params(model) / 1e6
 
 
@@ -113,14 +112,14 @@ def test_training_step_pushes_each_epoch(pushgateway, tmp_path, monkeypatch):
     import urllib.request
 
     from damo_core.data.synth import generate
-    from damo_core.steps import train_model
+    from damo_core.steps import train
 
     data = tmp_path / "data"
     generate(data, num_classes=2, num_images=8, image_size=64, seed=1)
     monkeypatch.setenv("DAMO_PUSHGATEWAY", pushgateway)
     tiny = {"epochs": 2, "batch": 4, "img_size": 64, "warmup_epochs": 0, "no_aug_epochs": 0,
             "workers": 0, "precise_bn_batches": 0, "augment": {"mosaic_prob": 0.0}}
-    train_model(data, tmp_path / "model", model="damoyolo_ns", settings=tiny,
+    train.run(data, tmp_path / "model", model="damoyolo_ns", settings=tiny,
                 run_id="run-train")
     with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=10) as reply:
         text = reply.read().decode()

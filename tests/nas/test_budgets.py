@@ -58,7 +58,7 @@ def test_unreachable_budget_names_budget_and_smallest_value():
     cfg = load_model_config("damoyolo_t")
     minimal = CostModel(cfg).costs(minimal_structure(SPACES["res"]))
     assert violations(minimal, Budgets(params_m=minimal.params_m)) == []
-    with pytest.raises(BudgetError, match=r"--budget-params 1: .*smallest reachable is "
+    with pytest.raises(BudgetError, match=r"--budget-params-m 1: .*smallest reachable is "
                                           rf"{minimal.params_m:.4g}M params"):
         check_reachable(minimal, Budgets(params_m=1.0), "res")
     with pytest.raises(BudgetError, match="--budget-layers 5: .*smallest reachable is 11 layers"):

@@ -48,7 +48,7 @@ def test_missing_shape_class_says_how_to_fix(small_table):
 
 
 def test_missing_or_bad_file(tmp_path):
-    with pytest.raises(LatencyTableError, match="damo nas lut --device cpu"):
+    with pytest.raises(LatencyTableError, match="damo nas-lut --device cpu"):
         LatencyTable.from_json(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 99}')

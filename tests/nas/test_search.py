@@ -14,8 +14,8 @@ from damo_core.nas.search import (
     SearchConfig,
     model_yaml_with_backbone,
     run_search,
-    search_for_model,
 )
+from damo_core.steps import nas as nas_step
 
 SMALL = 64  # the side conftest.small_table was measured at
 
@@ -81,7 +81,7 @@ def test_unreachable_budget_is_a_clear_error(small_table):
 
 
 def test_latency_budget_needs_a_table():
-    with pytest.raises(LatencyTableError, match="damo nas lut"):
+    with pytest.raises(LatencyTableError, match="damo nas-lut"):
         run_search("damoyolo_t", Budgets(latency_ms=5.0), TINY, progress=False)
 
 
@@ -92,8 +92,8 @@ def test_block_must_match_the_model():
 
 def test_pipeline_entry_writes_a_buildable_model_yaml(tmp_path):
     out = tmp_path / "model.yaml"
-    meta = search_for_model("damoyolo_t", out, budget_params_m=8.5, budget_gflops=18.1,
-                            generations=3, population=6, seed=0)
+    meta = nas_step.run("damoyolo_t", out, budget_params_m=8.5, budget_gflops=18.1,
+                        generations=3, population=6, seed=0)
     # no layer budget given: the published T's 19 TinyNAS layers bound the depth
     assert meta["params_m"] <= 8.5 and meta["gflops"] <= 18.1 and meta["layers"] <= 19
     # the pipeline's short search starts from the published structure: it may only improve

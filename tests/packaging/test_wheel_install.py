@@ -99,7 +99,7 @@ CHECK_INSTALL = """
 import json, damo_core
 from damo_core.data.labelspace import load_preset
 from damo_core.models.config import list_models, resolve_config_path
-from damo_core.steps import preset_path
+from damo_core.steps._common import preset_path
 from damo_core.train import load_train_config
 print(json.dumps({
     "damo_core": damo_core.__file__,

@@ -13,8 +13,8 @@ from damo_core.cluster.placement import WORKSPACE
 from pipelines.damo_pipeline import PIPELINE_ENV, compile_pipeline
 from pipelines.remote import walk_tasks
 
-TRAINING = ("train-teacher", "distill", "distill-2", "distill-3")
-PUSHING_PREFIXES = ("train-teacher", "distill", "evaluate", "benchmark")
+TRAINING = ("train", "distill", "distill-2", "distill-3")
+PUSHING_PREFIXES = ("train", "distill", "evaluate", "benchmark")
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def _producer(task: dict, artifact: str) -> str:
 
 
 def _model_of(spec: dict, task_name: str) -> str:
-    """The zoo model a training task trains: follow its model_config to the nas_search task."""
+    """The zoo model a training task trains: follow its model_config to the nas task."""
     tasks = spec["root"]["dag"]["tasks"]
     nas = tasks[_producer(tasks[task_name], "model_config")]
     return nas["inputs"]["parameters"]["model"]["componentInputParameter"]
@@ -44,8 +44,8 @@ def test_distillation_chain_edges(ir):
         for name, task in tasks.items() if name.startswith("distill")
     }
     assert teacher_of == {"model_m": "model_l", "model_s": "model_m", "model_t": "model_s"}
-    assert _model_of(spec, "train-teacher") == "model_l"
-    assert _producer(tasks["train-teacher"], "data") == "unify-dataset"
+    assert _model_of(spec, "train") == "model_l"
+    assert _producer(tasks["train"], "data") == "unify"
 
 
 def test_every_model_is_evaluated_and_gated(ir):
@@ -74,17 +74,17 @@ def test_images_resources_and_cluster_settings(ir):
         assert container["image"].startswith("ghcr.io/damo-pipeline/"), name
         resources = container["resources"]
         assert resources["resourceCpuLimit"] and resources["resourceMemoryLimit"], name
-    for name in ("exec-train-teacher", "exec-distill"):  # GPUs: the gpus_per_node parameter
+    for name in ("exec-train", "exec-distill"):  # GPUs: the gpus_per_node parameter
         accelerator = executors[name]["container"]["resources"]["accelerator"]
         assert accelerator["resourceType"] == "nvidia.com/gpu"
         assert "gpus_per_node" in accelerator["resourceCount"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert k8s["exec-train-teacher"]["nodeSelector"]["labels"] == {
+    assert k8s["exec-train"]["nodeSelector"]["labels"] == {
         "nvidia.com/gpu.present": "true"}
     assert all(int(e["activeDeadlineSeconds"]) > 0 for e in k8s.values())  # timeouts
     assert int(k8s["exec-distill"]["activeDeadlineSeconds"]) > int(
         k8s["exec-evaluate"]["activeDeadlineSeconds"])
-    secret_env = k8s["exec-unify-dataset"]["secretAsEnv"][0]
+    secret_env = k8s["exec-unify"]["secretAsEnv"][0]
     assert {e["envVar"] for e in secret_env["keyToEnv"]} == {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     steps = [t for _, t in walk_tasks(spec) if "dag" not in spec["components"][
@@ -113,7 +113,7 @@ def test_no_model_deploys_without_passing_its_gate(ir):
         gate_name = passed[0]
         assert "== true" in task["triggerPolicy"]["condition"]
         [inner] = component["dag"]["tasks"].values()
-        assert inner["componentRef"]["name"].startswith("comp-deploy-triton")
+        assert inner["componentRef"]["name"].startswith("comp-deploy")
         export_name = task["inputs"]["artifacts"]["pipelinechannel--" + inner["inputs"][
             "artifacts"]["exported"]["componentInputArtifact"].removeprefix(
             "pipelinechannel--")]["taskOutputArtifact"]["producerTask"]
@@ -130,12 +130,12 @@ def test_only_the_deploy_step_may_change_what_triton_serves(ir):
     repository-API key from its Secret (manifests/base/triton*.yaml)."""
     _, _, platform = ir
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    deploy = k8s["exec-deploy-triton"]
+    deploy = k8s["exec-deploy"]
     assert deploy["podMetadata"]["labels"] == {"damo-yolo/triton-deployer": "true"}
     keyed = [s for s in deploy["secretAsEnv"] if s["secretName"] == "damo-triton-admin"]
     assert [e["envVar"] for e in keyed[0]["keyToEnv"]] == ["DAMO_TRITON_ADMIN_KEY"]
     for name, executor in k8s.items():
-        if not name.startswith("exec-deploy-triton"):
+        if not name.startswith("exec-deploy"):
             assert "damo-yolo/triton-deployer" not in executor.get("podMetadata", {}).get(
                 "labels", {}), name
             assert all(s["secretName"] != "damo-triton-admin"

@@ -13,7 +13,8 @@ from damo_core.export.onnx import load_runner
 from damo_core.models import build_model
 from damo_core.serve.exported import ExportedModel
 from damo_core.serve.model_config import ServingOptions, batch_capacity
-from damo_core.steps import WEIGHTS, export_step
+from damo_core.steps import export
+from damo_core.steps._common import WEIGHTS
 from damo_core.train.checkpoint_io import atomic_save, model_meta
 from pipelines.damo_pipeline import compile_pipeline
 from pipelines.remote import walk_tasks
@@ -31,7 +32,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("dynamic", [True, False])
 def test_dynamic_batch_export_serves_batches(model_dir: Path, tmp_path: Path,
                                              dynamic: bool) -> None:
-    meta = export_step(model_dir, tmp_path, fmt="onnx", dynamic_batch=dynamic)
+    meta = export.run(model_dir, tmp_path, fmt="onnx", dynamic_batch=dynamic)
     assert meta["dynamic_batch"] is dynamic
     exported = ExportedModel.from_dir(tmp_path, metadata=meta)
     assert exported.dynamic_batch is dynamic

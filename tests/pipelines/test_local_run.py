@@ -39,8 +39,8 @@ def local_run(tmp_path_factory):
 
 def test_every_step_ran_and_produced_artifacts(local_run):
     names = {t.task for t in local_run.tasks}
-    assert {"unify-dataset", "train-teacher", "distill", "distill-2", "distill-3"} <= names
-    assert len(local_run.by_prefix("nas-search")) == 4
+    assert {"unify", "train", "distill", "distill-2", "distill-3"} <= names
+    assert len(local_run.by_prefix("nas")) == 4
     assert len(local_run.by_prefix("evaluate")) == 4
     assert len(local_run.by_prefix("gate")) == 4
 
@@ -49,7 +49,7 @@ def test_chain_order_and_real_checkpoints(local_run):
     rows = {r["model"]: r for r in summary_rows(local_run)}
     teachers = [t.artifacts["model"].get("teacher") for t in local_run.by_prefix("distill")]
     assert sorted(teachers, key=str) == sorted(["damoyolo_nl", "damoyolo_nm", "damoyolo_ns"])
-    for rec in local_run.by_prefix("train-teacher") + local_run.by_prefix("distill"):
+    for rec in local_run.by_prefix("train") + local_run.by_prefix("distill"):
         model, meta = load_trained(rec.artifacts["model"]["uri"] + "/best.pt")
         assert meta["num_classes"] == 2 and meta["image_size"] == 64
         assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -61,7 +61,7 @@ def test_chain_order_and_real_checkpoints(local_run):
 
 
 def test_every_gated_model_was_deployed_to_the_local_triton(local_run):
-    deploys = local_run.by_prefix("deploy-triton")
+    deploys = local_run.by_prefix("deploy")
     assert len(deploys) == 4  # every gate passed (map_floor 0)
     for rec in deploys:
         meta = rec.artifacts["deployment"]
@@ -77,14 +77,14 @@ def test_a_failing_step_is_named_and_stops_its_dependants(tmp_path):
     missing = tmp_path / "nowhere" / "dataset.yaml"
     with pytest.raises(RuntimeError) as err:
         run_local({**TINY, "data_source": str(missing)}, tmp_path / "kfp")
-    assert "unify-dataset" in str(err.value)
+    assert "unify" in str(err.value)
     [run] = [p for p in (tmp_path / "kfp").iterdir() if p.name.startswith("damo-yolo")]
     ran = {q.name for q in run.iterdir()}
     # nothing that needs the dataset ran; the NAS steps, which do not, finished and kept
     # their outputs
-    assert ran - {"unify-dataset"} == {"nas-search", "nas-search-2", "nas-search-3",
-                                       "nas-search-4"}
-    assert all((run / name / "model_config").is_file() for name in ran - {"unify-dataset"})
+    assert ran - {"unify"} == {"nas", "nas-2", "nas-3",
+                                       "nas-4"}
+    assert all((run / name / "model_config").is_file() for name in ran - {"unify"})
 
 
 def test_report_step_draws_latency_against_map(local_run):
@@ -98,11 +98,11 @@ def test_report_step_draws_latency_against_map(local_run):
 def test_the_table_shows_what_the_checkpoints_evaluate_to(local_run):
     """Real artifacts: evaluating the trained teacher's checkpoint again, outside the pipeline,
     gives the AP and AP50 of the summary table."""
-    from damo_core.steps import evaluate_model
+    from damo_core.steps import evaluate
 
-    [teacher] = local_run.by_prefix("train-teacher")
-    [data] = local_run.by_prefix("unify-dataset")
-    again = evaluate_model(teacher.artifacts["model"]["uri"], data.artifacts["dataset"]["uri"])
+    [teacher] = local_run.by_prefix("train")
+    [data] = local_run.by_prefix("unify")
+    again = evaluate.run(teacher.artifacts["model"]["uri"], data.artifacts["dataset"]["uri"])
     row = {r["model"]: r for r in summary_rows(local_run)}["damoyolo_nl"]
     assert again["AP"] == pytest.approx(row["AP"], abs=1e-9)
     assert again["AP50"] == pytest.approx(row["AP50"], abs=1e-9)

@@ -23,7 +23,8 @@ BAD = {
     "nested train typo": ({"teacher_settings": {"epoch": 3}},
                           "unknown training setting 'epoch'; did you mean 'epochs'?"),
     "nested augment typo": ({"teacher_settings": {"augment": {"mixup_prop": 0.5}}},
-                            "unknown augmentation field 'mixup_prop'"),
+                            "teacher_settings: unknown training setting 'augment.mixup_prop'; "
+                            "did you mean 'augment.mixup_prob'?"),
     "nested range": ({"student_settings": {"batch": 0}}, "'batch' = 0 is out of range"),
     "distill typo": ({"distill_settings": {"wieght": 1}}, "distill_settings"),
     "export format": ({"export_format": "foo"}, "'export_format' = 'foo': not one of"),

@@ -18,10 +18,10 @@ def test_each_finished_step_is_reported_once(tmp_path):
     lines: list[str] = []
     with StepProgress(tmp_path, 3, interval=0.05, echo=lines.append) as progress:
         run = tmp_path / "damo-yolo-now"
-        for step in ("unify-dataset", "gate-2/deploy-triton"):
+        for step in ("unify", "gate-2/deploy"):
             (run / step).mkdir(parents=True)
             (run / step / "executor_output.json").write_text("{}")
             progress.poll()
     assert lines[0] == "[0/3] pipeline started"
     assert [line.split(" (")[0] for line in lines[1:]] == [
-        "[1/3] unify-dataset finished", "[2/3] deploy-triton finished"]
+        "[1/3] unify finished", "[2/3] deploy finished"]

@@ -37,7 +37,7 @@ def test_submit_sends_the_compiled_pipeline_and_parameters(api, tmp_path):
     [body] = api.created_runs()
     spec = body["pipeline_spec"]["pipeline_spec"]
     assert spec["pipelineInfo"]["name"] == "damo-yolo"
-    assert {"train-teacher", "distill", "distill-2", "distill-3"} <= set(_tasks(body))
+    assert {"train", "distill", "distill-2", "distill-3"} <= set(_tasks(body))
     platform = body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]
     assert platform["deploymentSpec"]["executors"]  # secrets, GPUs, tolerations travel along
     assert body["runtime_config"]["parameters"] == {
@@ -65,7 +65,7 @@ def test_rerun_one_step_reuses_the_run_and_prunes_its_dependants(api):
     tasks = _tasks(again)
     assert not _cached(tasks["distill-2"])
     # upstream of distill S: cache hits, i.e. the earlier run's artifacts
-    for upstream in ("unify-dataset", "train-teacher", "distill", "nas-search-3"):
+    for upstream in ("unify", "train", "distill", "nas-3"):
         assert _cached(tasks[upstream])
     # downstream of S (T's distillation and S's evaluate/export/benchmark/gate) are pruned
     assert "distill-3" not in tasks

@@ -5,7 +5,7 @@ NaN pass; a diverged training (NaN mAP) or a broken benchmark (NaN/inf latency) 
 deployed. Measured values that are not finite are a FAIL naming the field and the value;
 thresholds the user gives that are not sensible numbers are a bad request (CLI exit 2, one
 line naming the option; in the pipeline the gate step fails before anything deploys). Checked
-at the rule's single home (``damo_core.steps.gate``), through ``damo gate`` and through the
+at the rule's single home (``damo_core.steps.gate.judge``), through ``damo gate`` and through the
 KFP gate component.
 """
 
@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from components.gate.component import gate as gate_component
 from damo_core.cli.app import app
-from damo_core.steps import check_gate_thresholds, gate
+from damo_core.steps.gate import check_thresholds as check_gate_thresholds
+from damo_core.steps.gate import judge as gate
 
 NAN, INF = float("nan"), float("inf")
 NON_FINITE = [pytest.param(NAN, "nan", id="nan"), pytest.param(INF, "inf", id="+inf"),
@@ -261,6 +262,6 @@ def test_pipeline_step_fails_before_deploy(tmp_path: Path, capfd: pytest.Capture
                raise_on_error=False)
     gated(map_floor=floor, latency_budget_ms=budget)
     out, err = capfd.readouterr()
-    assert f"ValueError: gate damoyolo_t: bad request: {message}" in out + err
+    assert f"GateRequestError: gate damoyolo_t: bad request: {message}" in out + err
     assert not any(tmp_path.rglob("stand-in-deploy/out"))
     assert not any(tmp_path.rglob("executor_output.json"))

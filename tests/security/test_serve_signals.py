@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,12 +48,12 @@ class _Local:
     """``damo serve local`` in a subprocess (own process group, so a failing test can clean
     up everything it started), its output collected by a thread."""
 
-    def __init__(self, repo: Path, ports: list[int]) -> None:
+    def __init__(self, repo: Path, ports: list[int], extra: Sequence[str] = ()) -> None:
         grpc, http, metrics = ports
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "damo_core.cli", "serve", "local", "--repo", str(repo),
              "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port",
-             str(metrics)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+             str(metrics), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

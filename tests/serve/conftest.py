@@ -3,8 +3,8 @@
 The model is ``tests/export``'s trained-ish damoyolo_ns (seeded random weights calibrated on
 two noise images, so scores spread and NMS has work to do), saved as a training checkpoint
 and exported by the pipeline's own export step, so the tests deploy what the pipeline would.
-The test images are those calibration images (plus a non-square crop that makes letterbox
-pad), written as PNG files. The server starts once per session: each start costs seconds.
+The test images are those calibration images (plus a non-square crop that makes the input fit
+pad or stretch), written as PNG files. The server starts once per session: each start costs seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from damo_core.serve.local_server import LocalTriton
-from damo_core.steps import WEIGHTS, export_step
+from damo_core.steps import export
+from damo_core.steps._common import WEIGHTS
 from damo_core.train.checkpoint_io import atomic_save, model_meta
 from tests.export.conftest import SIZE, images, trained_ish
 
@@ -68,7 +69,7 @@ def make_exported(root: Path) -> Exported:
     """Checkpoint, ONNX export (by the pipeline's export step) and test images under ``root``
     (also used by the monitoring tests, which deploy the same model)."""
     weights = save_checkpoint(trained_ish(MODEL), root / "train" / WEIGHTS)
-    metadata = export_step(weights.parent, root / "exported", fmt="onnx")
+    metadata = export.run(weights, root / "exported", fmt="onnx")
     return Exported(weights, root / "exported", metadata, write_test_images(root / "images"))
 
 

@@ -83,6 +83,14 @@ def test_ensemble_wires_encoded_image_to_detections():
     post = configs[NAMES.postprocess]
     assert post.parameters["score_threshold"].string_value == "0.03"  # nano eval default
     assert post.parameters["class_names"].string_value == ",".join(CLASSES)
+    assert [(t.name, list(t.dims)) for t in post.input][-1] == ("placement", [6])
+
+
+@pytest.mark.parametrize("fit", ["letterbox", "stretch"])
+def test_preprocess_fits_by_the_exports_mode(fit):
+    """The export's recorded fit becomes the preprocess model's parameter."""
+    model = ExportedModel(Path("m.onnx"), "onnx", MODEL, 128, tuple(CLASSES), fit=fit)
+    assert parsed(model)[NAMES.preprocess].parameters["fit"].string_value == fit
 
 
 def test_static_batch_export_served_natively_one_at_a_time():
@@ -147,11 +155,12 @@ def test_padded_bytes_decode_like_files(exported, tmp_path):
     files = [exported.images[0], jpg, exported.images[2]]
     batch = pad_batch([p.read_bytes() for p in files])
     assert batch.shape == (3, max(p.stat().st_size for p in files))
-    out = preprocess_batch(batch, 128)
-    for path, image, row in zip(files, out["images"], out["letterbox"], strict=True):
-        expected = prepare_image(load_image(path), 128)
-        np.testing.assert_array_equal(image, expected.tensor.numpy())
-        assert list(row) == [*expected.info, *expected.orig_size]
+    for fit in ("letterbox", "stretch"):
+        out = preprocess_batch(batch, 128, fit)
+        for path, image, row in zip(files, out["images"], out["placement"], strict=True):
+            expected = prepare_image(load_image(path), 128, fit)
+            np.testing.assert_array_equal(image, expected.tensor.numpy())
+            assert list(row) == expected.placement.to_row()
     with pytest.raises(NotAnImageError, match="image 1"):
         decode_image(io.BytesIO(b"text").getvalue(), "image 1")
 
@@ -159,10 +168,11 @@ def test_padded_bytes_decode_like_files(exported, tmp_path):
 def test_postprocess_batch_equals_predict(exported):
     """The server's NMS step on the PyTorch model's raw outputs gives predict's detections."""
     model, meta = load_trained(exported.weights)
-    prepared = preprocess_batch(pad_batch([p.read_bytes() for p in exported.images]), 128)
+    prepared = preprocess_batch(pad_batch([p.read_bytes() for p in exported.images]), 128,
+                                meta["fit"])
     with torch.no_grad():
         scores, boxes = model.head.decode(model(torch.from_numpy(prepared["images"])))
-    out = postprocess_batch(scores.numpy(), boxes.numpy(), prepared["letterbox"],
+    out = postprocess_batch(scores.numpy(), boxes.numpy(), prepared["placement"],
                             score_threshold=0.3, iou_threshold=0.65, max_detections=100)
     expected = predict(model, exported.images, image_size=128, score_threshold=0.3,
                        workers=0)

@@ -104,7 +104,7 @@ def test_schedule_and_defaults():
     with pytest.raises(ConfigError, match="unknown distill setting 'weight_star'; did you mean "
                                           "'weight_start'"):
         DistillConfig.from_dict({"weight_star": 1.0})
-    with pytest.raises(ConfigError, match="'tau' must be > 0"):
+    with pytest.raises(ConfigError, match="'tau' = 0.0 must be > 0"):
         DistillConfig.from_dict({"tau": 0})
 
 

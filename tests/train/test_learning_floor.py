@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from damo_core.cli import app
 from damo_core.data.synth import generate
-from damo_core.steps import preset_path
+from damo_core.steps._common import preset_path
 
 AP50_FLOOR = 0.5
 

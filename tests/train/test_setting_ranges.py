@@ -22,7 +22,7 @@ BAD = [("batch", 0), ("batch", -4), ("epochs", 0), ("epochs", -3), ("img_size", 
 
 @pytest.mark.parametrize(("key", "value"), BAD, ids=[f"{k}={v}" for k, v in BAD])
 def test_out_of_range_setting_is_refused(key: str, value: float) -> None:
-    with pytest.raises(ConfigError, match=rf"^overrides: setting '{key}' = "):
+    with pytest.raises(ConfigError, match=rf"^overrides: training setting '{key}' = "):
         load_train_config(overrides={key: value})
 
 
@@ -32,11 +32,13 @@ def test_in_range_edges_are_accepted() -> None:
     assert (cfg.batch, cfg.epochs, cfg.img_size) == (1, 1, 32)
 
 
-@pytest.mark.parametrize("args", [["--batch", "0"], ["--epochs", "0"], ["lr_per_image=.nan"]])
-def test_cli_refuses_before_training(tiny_data, tmp_path, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "why"), [(["--batch", "0"], "out of range"),
+                                           (["--epochs", "0"], "out of range"),
+                                           (["lr_per_image=.nan"], "must be a finite number")])
+def test_cli_refuses_before_training(tiny_data, tmp_path, args: list[str], why: str) -> None:
     result = CliRunner().invoke(app, ["train", "--model", "damoyolo_ns", "--data",
                                       str(tiny_data), "--out", str(tmp_path / "run"), *args])
-    assert result.exit_code == 2 and "out of range" in result.output, result.output
+    assert result.exit_code == 2 and why in result.output, result.output
     assert not (tmp_path / "run" / "best.pt").exists()
 
 

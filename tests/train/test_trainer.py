@@ -108,7 +108,7 @@ def test_integral_floats_from_json_transports_are_accepted_as_ints():
     assert cfg.epochs == 4 and isinstance(cfg.epochs, int) and cfg.img_size == 64
     from damo_core.models.config import ConfigError
 
-    with pytest.raises(ConfigError, match="'epochs' = 1.5 has the wrong type"):
+    with pytest.raises(ConfigError, match="'epochs' = 1.5 must be an integer"):
         load_train_config(overrides={"epochs": 1.5})
 
 

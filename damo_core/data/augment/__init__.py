@@ -1,4 +1,4 @@
-"""Training augmentations: geometry (resize/letterbox/affine/flip), mosaic and mixup, colour
+"""Training augmentations: geometry (fit to the input/affine/flip), mosaic and mixup, colour
 jitter and scale-aware box-level augmentation, plus the :class:`AugmentConfig` that drives them.
 
 Every random op takes an explicit ``np.random.Generator``; nothing here touches global random
@@ -21,12 +21,10 @@ from damo_core.data.augment.geometric import (
     affine_matrix,
     clip_boxes,
     drop_small,
+    fit_sample,
     hflip,
-    letterbox,
     random_affine,
     random_hflip,
-    resize,
-    resize_to_input,
     transform_boxes,
     warp_affine,
 )
@@ -47,16 +45,14 @@ __all__ = [
     "clip_boxes",
     "color_jitter",
     "drop_small",
+    "fit_sample",
     "hflip",
     "hsv_jitter",
-    "letterbox",
     "mixup",
     "mosaic",
     "mosaic_canvas",
     "random_affine",
     "random_hflip",
-    "resize",
-    "resize_to_input",
     "scale_buckets",
     "transform_boxes",
     "warp_affine",

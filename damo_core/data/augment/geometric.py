@@ -1,4 +1,7 @@
-"""Geometric transforms of an image together with its boxes: resize, letterbox, affine, flip.
+"""Geometric transforms of an image together with its boxes: fit to the input, affine, flip.
+
+Fitting to the network input (letterbox or stretch) is :mod:`damo_core.data.fit`, shared with
+evaluation and serving; :func:`fit_sample` only carries the boxes along.
 
 Coordinate convention: boxes are float32 ``[N, 4]`` xyxy in *continuous* pixel coordinates,
 pixel ``i`` covering ``[i, i + 1)``. Pillow's resize and affine warp sample in exactly this
@@ -19,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from damo_core.data.fit import PAD_VALUE, FitMode, Placement, fit_image, resample
+from damo_core.errors import UserInputError
 from damo_core.models.layers.box_ops import box_area
 
 __all__ = [
@@ -28,13 +33,11 @@ __all__ = [
     "areas",
     "clip_boxes",
     "drop_small",
+    "fit_sample",
     "hflip",
-    "letterbox",
     "random_affine",
     "random_hflip",
     "resample",
-    "resize",
-    "resize_to_input",
     "transform_boxes",
     "warp_affine",
 ]
@@ -52,24 +55,11 @@ class Annotated:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         if len(self.boxes) != len(self.labels):
-            raise ValueError(f"{len(self.boxes)} boxes but {len(self.labels)} labels")
+            raise UserInputError(f"{len(self.boxes)} boxes but {len(self.labels)} labels")
 
     def select(self, keep: np.ndarray) -> Annotated:
         """Keep the boxes (and labels) where the boolean mask or index array says so."""
         return Annotated(self.image, self.boxes[keep], self.labels[keep])
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where an original image sits in the network input: ``x_in = x_orig * scale_x + pad_x``.
-
-    Kept per axis because a plain (non-letterbox) resize stretches x and y differently, and
-    the evaluator needs the exact inverse to score predictions in original pixels.
-    """
-
-    scale: tuple[float, float]  # (sx, sy)
-    pad: tuple[int, int]  # (left, top)
-    orig_size: tuple[int, int]  # (h, w)
 
 
 def areas(boxes: np.ndarray) -> np.ndarray:
@@ -91,52 +81,13 @@ def drop_small(sample: Annotated, min_size: float = 0.0) -> Annotated:
     return sample.select((wh > min_size).all(axis=1))
 
 
-def resample(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear resize to ``width x height`` (Pillow anti-aliases when shrinking)."""
-    if image.shape[1] == width and image.shape[0] == height:
-        return image
-    resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized)
-
-
-def _scale_shift(boxes: np.ndarray, sx: float, sy: float, dx: float, dy: float) -> np.ndarray:
-    """``x * sx + dx`` and ``y * sy + dy`` for every box corner, in float32."""
-    factor = np.array([sx, sy, sx, sy], dtype=np.float32)
-    offset = np.array([dx, dy, dx, dy], dtype=np.float32)
-    return boxes * factor + offset
-
-
-def resize(sample: Annotated, size: int) -> tuple[Annotated, Placement]:
-    """Stretch to ``size x size`` ignoring aspect ratio (the reference's ``keep_ratio=False``)."""
-    h, w = sample.image.shape[:2]
-    sx, sy = size / w, size / h
-    image = resample(sample.image, size, size)
-    boxes = _scale_shift(sample.boxes, sx, sy, 0.0, 0.0)
-    return Annotated(image, boxes, sample.labels), Placement((sx, sy), (0, 0), (h, w))
-
-
-def letterbox(sample: Annotated, size: int, pad_value: int = 114) -> tuple[Annotated, Placement]:
-    """Fit the long side to ``size`` keeping the aspect ratio, centred on a ``pad_value`` canvas.
-
-    The per-axis scale is the realised ``new_w / w`` and ``new_h / h`` (not the nominal ratio),
-    so boxes land on the resized pixels exactly despite the rounding of the new size.
-    """
-    h, w = sample.image.shape[:2]
-    ratio = size / max(h, w)
-    new_w, new_h = max(1, round(w * ratio)), max(1, round(h * ratio))
-    left, top = (size - new_w) // 2, (size - new_h) // 2
-    canvas = np.full((size, size, 3), pad_value, dtype=np.uint8)
-    canvas[top : top + new_h, left : left + new_w] = resample(sample.image, new_w, new_h)
-    sx, sy = new_w / w, new_h / h
-    boxes = _scale_shift(sample.boxes, sx, sy, left, top)
-    return Annotated(canvas, boxes, sample.labels), Placement((sx, sy), (left, top), (h, w))
-
-
-def resize_to_input(
-    sample: Annotated, size: int, keep_ratio: bool, pad_value: int = 114
+def fit_sample(
+    sample: Annotated, size: int, fit: FitMode, pad_value: int = PAD_VALUE
 ) -> tuple[Annotated, Placement]:
-    """Letterbox when ``keep_ratio`` else plain resize: the one switch eval and train share."""
-    return letterbox(sample, size, pad_value) if keep_ratio else resize(sample, size)
+    """:func:`~damo_core.data.fit.fit_image` with the boxes carried along: the training
+    loader's resize is the very function evaluation, prediction and serving use."""
+    image, placement = fit_image(sample.image, size, fit, pad_value)
+    return Annotated(image, placement.to_input(sample.boxes), sample.labels), placement
 
 
 def hflip(sample: Annotated) -> Annotated:

@@ -20,17 +20,17 @@ from damo_core.data.augment.geometric import (
     random_affine,
     resample,
 )
+from damo_core.data.fit import PAD_VALUE, FitMode, fit_from_keep_ratio, fitted_size
 
 __all__ = ["mixup", "mosaic", "mosaic_canvas"]
 
 
-def _tile_size(image: np.ndarray, size: int, keep_ratio: bool) -> tuple[int, int]:
-    """(width, height) of one tile: ``size`` square, or the long side fitted to ``size``."""
-    h, w = image.shape[:2]
-    if not keep_ratio:
-        return size, size
-    ratio = min(size / h, size / w)
-    return max(1, round(w * ratio)), max(1, round(h * ratio))
+def _tile_size(image: np.ndarray, size: int, fit: FitMode) -> tuple[int, int]:
+    """(width, height) of one tile: the content size :func:`~damo_core.data.fit.fit_image`
+    gives the image for a ``size`` input (a tile needs no padding: the canvas is its pad), so
+    objects in a mosaic have the proportions they have at evaluation."""
+    th, tw = fitted_size((int(image.shape[0]), int(image.shape[1])), size, fit)
+    return tw, th
 
 
 def _paste_tile(
@@ -56,13 +56,13 @@ def mosaic_canvas(
     size: int,
     rng: np.random.Generator,
     *,
-    keep_ratio: bool = False,
-    pad_value: int = 114,
+    fit: FitMode = "stretch",
+    pad_value: int = PAD_VALUE,
 ) -> Annotated:
     """Tile four samples around a random centre of a ``2*size`` square canvas.
 
-    Each sample is first resized to a ``size`` tile (stretched, or aspect-kept when
-    ``keep_ratio``). The centre is drawn from the middle half of the canvas, so every tile
+    Each sample is first resized to a ``size`` tile by ``fit`` (stretched, or aspect-kept for
+    ``letterbox``). The centre is drawn from the middle half of the canvas, so every tile
     shows at least a quarter of itself; boxes are clipped to the canvas, which is exactly
     where tiles are cut, since tiles never overlap each other. Boxes cut away entirely go.
     """
@@ -74,7 +74,7 @@ def mosaic_canvas(
     all_boxes, all_labels = [], []
     for quadrant, sample in enumerate(samples):
         h, w = sample.image.shape[:2]
-        tw, th = _tile_size(sample.image, size, keep_ratio)
+        tw, th = _tile_size(sample.image, size, fit)
         x0, y0 = _paste_tile(canvas, resample(sample.image, tw, th), quadrant, centre)
         factor = np.array([tw / w, th / h, tw / w, th / h], dtype=np.float32)
         all_boxes.append(sample.boxes * factor + np.array([x0, y0, x0, y0], dtype=np.float32))
@@ -91,7 +91,8 @@ def mosaic(
     The affine zoom (``cfg.mosaic_scale``) is relative to the ``2*size`` canvas, so a zoom of
     1 keeps the tiles at input resolution and crops a quarter-area window out of the mosaic.
     """
-    canvas = mosaic_canvas(samples, size, rng, keep_ratio=cfg.keep_ratio, pad_value=cfg.pad_value)
+    fit = fit_from_keep_ratio(cfg.keep_ratio)
+    canvas = mosaic_canvas(samples, size, rng, fit=fit, pad_value=cfg.pad_value)
     return random_affine(
         canvas,
         rng,

@@ -25,6 +25,7 @@ from PIL import Image
 
 from damo_core.atomic import atomic_path, atomic_write_text
 from damo_core.data.errors import DatasetError
+from damo_core.errors import UserInputError
 from damo_core.storage import is_remote, open_store
 
 __all__ = ["export_coco"]
@@ -80,7 +81,7 @@ def export_coco(manifest: str | Path, out_dir: str | Path, *, val_fraction: floa
     from damo_core.data.unify import read_sampling_weights, read_summary
 
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UserInputError(f"val_fraction must be in [0, 1), got {val_fraction}")
     out = Path(out_dir)
     store = open_store(manifest)
     read_summary(manifest)

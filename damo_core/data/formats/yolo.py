@@ -71,12 +71,10 @@ class YoloReader(SourceReader):
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
-            parts = line.split()
-            try:
-                cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
-                if len(parts) != 5:
-                    raise ValueError
-            except (ValueError, IndexError):
+            cls_text, *coords = line.split()
+            try:  # unpacking fails with ValueError unless there are exactly 4 coordinates
+                cls, cx, cy, w, h = int(cls_text), *map(float, coords)
+            except ValueError:
                 issues.report("bad_line", f"line {lineno}: expected 'class cx cy w h', "
                               f"got {line.strip()!r}")
                 continue

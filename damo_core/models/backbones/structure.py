@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from damo_core.errors import UserInputError
+
 # TinyNAS class name -> this project's block name. DAMO-YOLO's files name the residual classes
 # ``SuperResConv*``; TinyNAS's own search writes ``SuperRes*``: both read, the former is written.
 _TINYNAS_CLASSES = {
@@ -26,7 +28,7 @@ _INNER_CLASSES = {"res_k1kx": "ResConvK1KX", "res_kxkx": "ResConvKXKX"}
 BLOCKS = tuple(_TINYNAS_CLASSES.values())
 
 
-class StructureError(ValueError):
+class StructureError(UserInputError):
     """A structure description that cannot become a backbone."""
 
 

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
 from damo_core.losses import LOSS_WEIGHTS
 from damo_core.losses.detection import detection_loss
 from damo_core.losses.dfl import expected_bin
@@ -58,7 +59,7 @@ class ZeroHead(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != len(strides):
-            raise ValueError(f"ZeroHead: {len(in_channels)} input levels but strides {strides}")
+            raise UserInputError(f"ZeroHead: {len(in_channels)} input levels but strides {strides}")
         self.num_classes, self.reg_max, self.strides = num_classes, reg_max, tuple(strides)
         pad = last_kernel_size // 2
         self.cls_proj = nn.ModuleList(

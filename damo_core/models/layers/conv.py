@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
+
 # The reference code sets these on every BatchNorm; matching them keeps released checkpoints
 # numerically faithful after loading (running statistics are normalised with this eps).
 BN_EPS = 1e-3
@@ -30,7 +32,7 @@ def get_activation(name: str | None) -> nn.Module:
         return nn.SiLU(inplace=True)
     if name == "lrelu":
         return nn.LeakyReLU(0.1, inplace=True)
-    raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
+    raise UserInputError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -126,7 +128,7 @@ class Focus(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] % 2 or x.shape[-2] % 2:
-            raise ValueError(f"Focus needs even height and width, got {tuple(x.shape[-2:])}")
+            raise UserInputError(f"Focus needs even height and width, got {tuple(x.shape[-2:])}")
         # Channel order (tl, bl, tr, br) matches the reference so its weights load unchanged.
         x = torch.cat(
             (x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), dim=1

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
 from damo_core.models.layers.conv import (
     ConvBNAct,
     batch_norm,
@@ -41,9 +42,9 @@ class RepConv(nn.Module):
     ) -> None:
         super().__init__()
         if kernel_size != 3:
-            raise ValueError(f"RepConv folds into a 3x3 kernel; got kernel_size={kernel_size}")
+            raise UserInputError(f"RepConv folds into a 3x3 kernel; got kernel_size={kernel_size}")
         if identity and (in_channels != out_channels or stride != 1):
-            raise ValueError(
+            raise UserInputError(
                 "RepConv identity branch needs in_channels == out_channels and stride 1, got "
                 f"{in_channels}->{out_channels} stride {stride}"
             )

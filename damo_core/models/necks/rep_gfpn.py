@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from damo_core.errors import UserInputError
 from damo_core.models.layers.conv import ConvBNAct, DepthwiseSeparable, MobBlock
 from damo_core.models.layers.repconv import RepConv
 from damo_core.models.registry import register_neck
@@ -110,7 +111,7 @@ class RepGFPN(nn.Module):
     ) -> None:
         super().__init__()
         if len(in_channels) != 3 or len(out_channels) != 3:
-            raise ValueError(
+            raise UserInputError(
                 f"RepGFPN fuses exactly 3 levels; got in_channels={in_channels}, "
                 f"out_channels={out_channels}"
             )

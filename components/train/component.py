@@ -5,15 +5,14 @@ from components._image import DAMO_GPU_IMAGE
 
 
 @dsl.component(base_image=DAMO_GPU_IMAGE, install_kfp_package=False)
-def train_teacher(data: Input[Dataset], model_config: Input[Artifact], preset: str,
-                  settings: dict, model: Output[Model], metrics: Output[Metrics],
-                  run_id: str = "", nodes: int = 1, gpus_per_node: int = 1,
-                  workspace_pvc: str = "") -> float:
+def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, settings: dict,
+          model: Output[Model], metrics: Output[Metrics], run_id: str = "", nodes: int = 1,
+          gpus_per_node: int = 1, workspace_pvc: str = "") -> float:
     """Train the largest model from scratch; it teaches the first distillation link.
 
     Args:
         preset: training preset name (cpu_quick) or "" for the paper's settings.
-        settings: training overrides (epochs, batch, img_size, ...).
+        settings: training overrides (epochs, batch, img_size, augment: {...}, ...).
         run_id: the pipeline run, the label of the training's pushed metrics.
         nodes: 1 trains in this pod; N > 1 runs a PyTorchJob of N pods.
         gpus_per_node: ranks per pod (torchrun when > 1).
@@ -22,11 +21,12 @@ def train_teacher(data: Input[Dataset], model_config: Input[Artifact], preset: s
         Validation AP50 of the best checkpoint.
     """
     from components._image import DAMO_GPU_IMAGE
-    from damo_core.steps import train_model
+    from damo_core.steps._training import Placement
+    from damo_core.steps.train import run
 
-    meta = train_model(data.path, model.path, model=model_config.path, settings=settings,
-                       preset=preset, run_id=run_id, nodes=nodes, gpus_per_node=gpus_per_node,
-                       workspace_pvc=workspace_pvc, image=DAMO_GPU_IMAGE)
+    meta = run(data.path, model.path, model=model_config.path, settings=settings, preset=preset,
+               run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
+                                                  DAMO_GPU_IMAGE))
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

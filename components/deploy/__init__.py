@@ -1,0 +1,1 @@
+"""KFP component: deploy (a shell over damo_core.steps.deploy.run)."""

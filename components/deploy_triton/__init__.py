@@ -1,1 +1,0 @@
-"""KFP component: deploy_triton."""

@@ -1,0 +1,1 @@
+"""KFP component: nas (a shell over damo_core.steps.nas.run)."""

@@ -1,1 +1,0 @@
-"""KFP component: nas_search."""

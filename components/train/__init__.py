@@ -1,0 +1,1 @@
+"""KFP component: train (a shell over damo_core.steps.train.run)."""

@@ -1,0 +1,1 @@
+"""KFP component: unify (a shell over damo_core.steps.unify.run)."""

@@ -1,1 +1,0 @@
-"""KFP component: unify_dataset."""

@@ -1,0 +1,77 @@
+"""The options every command shares, declared once: the same name, aliases and help for the
+same thing in every command (``--img-size`` / ``--imgsz``, ``--weights``, ``--data``,
+``--out`` ...), so what a user learns in one command holds in the next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+Model = Annotated[str, typer.Option(
+    "--model", help="Zoo name (damoyolo_t ...) or a model YAML (e.g. from `damo nas`).")]
+OptionalModel = Annotated[str | None, typer.Option(
+    "--model", help="Zoo name; alone: random init, for latency only (detections are noise); "
+    "with --weights: the architecture of reference .pth weights. [default: none]")]
+Data = Annotated[Path, typer.Option(
+    "--data", help="dataset.yaml (see `damo data synth`), or the directory holding one.")]
+OptionalData = Annotated[Path | None, typer.Option(
+    "--data", help="dataset.yaml whose train images calibrate INT8. [default: none]")]
+Weights = Annotated[Path, typer.Option(
+    "--weights", help="Checkpoint written by `damo train` (best.pt), or its run directory.")]
+OptionalWeights = Annotated[Path | None, typer.Option(
+    "--weights", help="Checkpoint written by `damo train` (best.pt) or its run directory; "
+    "with --model, reference .pth weights. [default: none]")]
+ImgSize = Annotated[int | None, typer.Option(
+    "--img-size", "--imgsz", help="Input side, a multiple of 32. [default: the checkpoint's, "
+    "else the model's]")]
+Preset = Annotated[str | None, typer.Option(
+    "--preset", "--config", help="Training settings: a bundled preset (cpu_quick) or a YAML "
+    "file. [default: the paper's settings]")]
+Epochs = Annotated[int | None, typer.Option(
+    "--epochs", help="Total epochs. [default: the preset's]")]
+Batch = Annotated[int | None, typer.Option(
+    "--batch", help="Images per step. [default: the preset's]")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")]
+InitWeights = Annotated[Path | None, typer.Option(
+    "--weights", help="Initial weights (.pt/.pth). [default: none, random init]")]
+RunId = Annotated[str | None, typer.Option(
+    "--run-id", help="Label of the pushed metrics. [default: $DAMO_RUN_ID, else local]")]
+Nodes = Annotated[int, typer.Option(
+    "--nodes", help="1 trains here; N > 1 runs a PyTorchJob of N pods (in a cluster).")]
+GpusPerNode = Annotated[int, typer.Option(
+    "--gpus-per-node", help="Ranks per node (torchrun when > 1).")]
+Overrides = Annotated[list[str] | None, typer.Argument(
+    help="key=value training settings, e.g. lr_per_image=0.0002 augment.mosaic_prob=0 "
+    "imgsz=320")]
+
+# ultralytics spellings users type out of habit, as key=value settings
+SETTING_ALIASES = {"imgsz": "img_size", "img": "img_size", "bs": "batch", "batch_size": "batch"}
+
+
+def settings_from_cli(overrides: list[str] | None, **flags: Any) -> dict[str, Any]:
+    """``key=value`` settings (nested by dots, ultralytics aliases accepted) with the explicit
+    flags (``--epochs`` ...) applied on top."""
+    from damo_core.train import parse_overrides
+
+    pairs = []
+    for pair in overrides or []:
+        key, sep, value = pair.partition("=")
+        pairs.append(f"{SETTING_ALIASES.get(key, key)}{sep}{value}")
+    settings: dict[str, Any] = parse_overrides(pairs)
+    settings.update({key: value for key, value in flags.items() if value is not None})
+    return settings
+
+
+def split_distill_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Training settings and the ``distill.*`` ones (weight_start, weight_end, tau, levels,
+    grad_clip), given on one command line."""
+    from damo_core.models.config import ConfigError
+
+    settings = dict(settings)
+    distill_settings = settings.pop("distill", {})
+    if not isinstance(distill_settings, dict):
+        raise ConfigError("distillation settings are given as distill.<key>=value, "
+                          "e.g. distill.tau=2")
+    return settings, distill_settings

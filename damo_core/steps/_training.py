@@ -1,0 +1,74 @@
+"""What the train and distill steps share: settings, placement and the run's metadata.
+
+``nodes``/``gpus_per_node`` place the training (damo_core.cluster.placement): one process
+here; torchrun in this pod (one node, several GPUs); or a PyTorchJob of ``nodes`` pods sharing
+the PVC ``workspace_pvc`` and running ``image``. Every placement leaves the same run directory
+in ``out``, so both steps return the same metadata whichever ran.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from damo_core.steps._common import WEIGHTS, dataset_yaml, model_metadata, preset_path, weights_file
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a training runs; the defaults train in this process."""
+
+    nodes: int = 1
+    gpus_per_node: int = 1
+    workspace_pvc: str = ""
+    image: str | None = None
+
+
+def fit(data: str | Path, out: str | Path, *, model: str,
+        settings: Mapping[str, Any] | None, preset: str | Path | None,
+        teacher: str | Path | None, distill_settings: Mapping[str, Any] | None,
+        weights: str | Path | None, resume: bool, run_id: str | None,
+        placement: Placement, progress: bool) -> dict[str, Any]:
+    """Train (``teacher`` None) or distil ``model`` on ``data`` into ``out``. Every setting is
+    loaded and checked before the first batch, wherever the training then runs."""
+    from damo_core.cluster.placement import (
+        Mode,
+        TrainPlacement,
+        exported_env,
+        train_placed,
+        training_env,
+    )
+    from damo_core.metrics import run_id as env_run_id
+    from damo_core.train import load_train_config
+    from damo_core.train.distill import DistillConfig
+
+    where = TrainPlacement(placement.nodes, placement.gpus_per_node, placement.workspace_pvc)
+    data_yaml = dataset_yaml(data)
+    config = preset_path(preset)
+    cfg = load_train_config(config, dict(settings or {}))
+    dcfg = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings")
+    teacher_file = weights_file(teacher) if teacher is not None else None
+    run = run_id or env_run_id()
+    if where.mode is not Mode.IN_PROCESS:
+        train_placed(where, data_yaml.parent, out, model=model, run=run, settings=settings,
+                     config=config, teacher_weights=teacher_file,
+                     distill_settings=distill_settings, image=placement.image)
+        return {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs}
+    from damo_core.train import train
+    from damo_core.train.distill import distill
+
+    with exported_env(training_env(run)):
+        if teacher_file is None:
+            result = train(model, data_yaml, out, cfg, weights=weights, resume=resume,
+                           progress=progress)
+        else:
+            result = distill(model, teacher_file, data_yaml, out, cfg, dcfg, weights=weights,
+                             resume=resume, progress=progress)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # under torchrun only rank 0 writes best.pt; the others report what they saw
+        return {"model_name": Path(str(model)).stem, "rank": rank, "AP": result.best_ap,
+                "AP50": result.best_ap50, "epochs": result.epochs}
+    return {**model_metadata(Path(out) / WEIGHTS), "epochs": result.epochs}

@@ -1,0 +1,31 @@
+"""The train step: the teacher (or any model) trained from scratch or from weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from damo_core.steps._training import Placement, fit
+
+
+def run(data: str | Path, out: str | Path, *, model: str,
+        settings: Mapping[str, Any] | None = None, preset: str | Path | None = None,
+        weights: str | Path | None = None, resume: bool = False,
+        backbone: str | Path | None = None, run_id: str | None = None,
+        placement: Placement | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train ``model`` (zoo name or model YAML) on ``data`` (a ``dataset.yaml`` or the
+    directory holding one) into ``out``: last.pt, best.pt, results.csv/png, metrics.json.
+
+    ``preset`` is a bundled preset name (``cpu_quick``) or a YAML of settings, ``settings``
+    override it (``{"epochs": 3, "augment": {"mosaic_prob": 0}}``). ``backbone`` is a TinyNAS
+    structure file (``damo nas`` writes one) that replaces the model's backbone. ``run_id``
+    labels the training's metric pushes. Returns the model's metadata (name, classes, AP).
+    """
+    if backbone is not None:
+        from damo_core.nas.search import model_yaml_with_backbone
+
+        model = str(model_yaml_with_backbone(model, backbone, Path(out) / "model.yaml"))
+    return fit(data, out, model=model, settings=settings, preset=preset, teacher=None,
+               distill_settings=None, weights=weights, resume=resume, run_id=run_id,
+               placement=placement or Placement(), progress=progress)
