@@ -2,21 +2,27 @@
 
 Output (a local directory or ``s3://bucket/prefix``)::
 
-    manifest/<source>-00000.parquet   one row per image: source, image_id, path, width, height,
-                                      boxes (normalised xyxy), classes (unified ids),
-                                      box_flags, flags
+    manifest/<source>-00000.parquet   one row per image: source, image_id, split, path,
+                                      width, height, boxes (normalised xyxy), classes
+                                      (unified ids), box_flags, areas (pixels, NaN: the
+                                      box's own), flags
     label_space.json                  the unified classes and their source members
     class_counts.csv                  per class: images and boxes, total and per source
     sampling_weights.parquet          per image (manifest order): repeat factor, weight
     source_share.png, class_frequency.png   before/after the sampling weights (log scale)
-    summary.json                      shards, per-source counts, every skip/clip/drop count
+    summary.json                      schema version, shards, per-source counts, every
+                                      skip/clip/drop count, images per split
 
 Why these choices: Parquet shards let training and statistics read only the columns they
 need; per-source shards keep a source's label lookup vectorised. Everything is staged under
 a temporary name and only then renamed (local) or uploaded (S3), ``summary.json`` last: it is
 the commit marker that readers open first, so an interrupted run leaves no half manifest.
-Boxes outside the image are clipped and counted; those left without area are dropped and
-counted; boxes of classes the label space does not map are dropped and counted per source.
+The split is the source's own (``split=`` in its spec, or the reader's, as for an ultralytics
+``data.yaml``), else a stable hash of ``(seed, source, image_id)`` against ``val_fraction``, so
+re-unifying gives the same split. ``path`` is where the image lies (a local path or an
+``s3://`` URI): images are never copied. Boxes outside the image are clipped and counted;
+those left without area are dropped and counted; boxes of classes the label space does not
+map are dropped and counted per source.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import csv
 import io
 import json
 import shutil
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +51,8 @@ from damo_core.storage import Store, is_remote, open_store
 from damo_core.storage.local import LocalStore
 
 __all__ = ["FLAG_BOXES_CLIPPED", "FLAG_BOXES_DROPPED", "FLAG_UNMAPPED_DROPPED",
-           "MANIFEST_SCHEMA", "UnifyResult", "iter_manifest", "load_label_space",
-           "read_sampling_weights", "read_summary", "unify"]
+           "MANIFEST_SCHEMA", "MANIFEST_VERSION", "UnifyResult", "assign_split",
+           "iter_manifest", "load_label_space", "read_sampling_weights", "read_summary", "unify"]
 
 FLAG_BOXES_CLIPPED = 1  # some box reached outside the image and was clipped
 FLAG_BOXES_DROPPED = 2  # some box had no area left inside the image (or was not finite)
@@ -54,13 +61,23 @@ SUMMARY = "summary.json"
 SCRATCH_PREFIX = ".unify-"
 MANIFEST_DIR = "manifest"
 DEFAULT_SHARD_IMAGES = 200_000
+DEFAULT_VAL_FRACTION = 0.05
+# Bumped whenever a column is added, removed or changes meaning; readers refuse any other.
+MANIFEST_VERSION = 2
 
 MANIFEST_SCHEMA = pa.schema([
-    ("source", pa.string()), ("image_id", pa.string()), ("path", pa.string()),
-    ("width", pa.int32()), ("height", pa.int32()),
+    ("source", pa.string()), ("image_id", pa.string()), ("split", pa.string()),
+    ("path", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
     ("boxes", pa.list_(pa.list_(pa.float32(), 4))), ("classes", pa.list_(pa.int32())),
-    ("box_flags", pa.list_(pa.uint8())), ("flags", pa.uint8()),
+    ("box_flags", pa.list_(pa.uint8())), ("areas", pa.list_(pa.float32())),
+    ("flags", pa.uint8()),
 ])
+
+
+def assign_split(source: str, image_id: str, val_fraction: float, seed: int) -> str:
+    """``"val"`` for a stable ``val_fraction`` share of images, else ``"train"``."""
+    key = f"{seed}/{source}/{image_id}".encode()
+    return "val" if zlib.crc32(key) % 10_000 < val_fraction * 10_000 else "train"
 
 
 def load_label_space(ref: str | LabelSpace) -> LabelSpace:
@@ -91,9 +108,11 @@ class _Counts:
 class _ShardWriter:
     """Buffers one source's images and writes them as Parquet shards into ``stage``."""
 
-    def __init__(self, stage: Path, reader: SourceReader, source: str, lut: np.ndarray,
-                 num_classes: int, shard_images: int) -> None:
-        self.stage, self.reader, self.source, self.lut = stage, reader, source, lut
+    def __init__(self, stage: Path, reader: SourceReader, spec: SourceSpec, lut: np.ndarray,
+                 num_classes: int, shard_images: int, val_fraction: float, seed: int) -> None:
+        self.stage, self.reader, self.source, self.lut = stage, reader, spec.name, lut
+        self.split, self.val_fraction, self.seed = spec.split or "", val_fraction, seed
+        self.split_counts = {"train": 0, "val": 0}
         self.shard_images = shard_images
         self.counts = _Counts()
         self.box_counts = np.zeros(num_classes, np.int64)
@@ -143,18 +162,30 @@ class _ShardWriter:
         flat_boxes = pa.FixedSizeListArray.from_arrays(pa.array(clipped[keep].ravel()), 4)
         widths = [r.width for r in records]
         heights = [r.height for r in records]
+        areas = np.concatenate([r.areas if r.areas is not None
+                                else np.full(len(r.labels), np.nan) for r in records])
+        splits = [self._split(r) for r in records]
         columns = {
             "source": pa.array([self.source] * n, pa.string()),
             "image_id": pa.array([r.image_id for r in records], pa.string()),
+            "split": pa.array(splits, pa.string()),
             "path": pa.array([self.reader.image_uri(r.file_name) for r in records], pa.string()),
             "width": pa.array(widths, pa.int32()), "height": pa.array(heights, pa.int32()),
             "boxes": pa.ListArray.from_arrays(pa.array(offsets), flat_boxes),
             "classes": pa.ListArray.from_arrays(pa.array(offsets),
                                                 pa.array(uid[keep].astype(np.int32))),
             "box_flags": pa.ListArray.from_arrays(pa.array(offsets), pa.array(bflags[keep])),
+            "areas": pa.ListArray.from_arrays(
+                pa.array(offsets), pa.array(areas[keep].astype(np.float32))),
             "flags": pa.array(image_flags, pa.uint8()),
         }
         return pa.table(columns, schema=MANIFEST_SCHEMA)
+
+    def _split(self, record: ImageRecord) -> str:
+        split = (record.split or self.split
+                 or assign_split(self.source, record.image_id, self.val_fraction, self.seed))
+        self.split_counts[split] = self.split_counts.get(split, 0) + 1
+        return split
 
     def _count(self, labels: np.ndarray, uid: np.ndarray, keep: np.ndarray, mapped: np.ndarray,
                has_area: np.ndarray, outside: np.ndarray, owner: np.ndarray, n: int) -> None:
@@ -203,14 +234,18 @@ class UnifyResult:
 def unify(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace, out: str | Path,
           *, shard_images: int = DEFAULT_SHARD_IMAGES, skip_invalid: bool = False,
           alpha: float = 0.5, rfs_threshold: float = 0.001,
+          val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
           progress: bool = True) -> UnifyResult:
     """Read every source, map it onto ``label_space`` and write the manifests to ``out``.
 
     ``alpha`` and ``rfs_threshold`` set the sampling weights written beside the manifests
-    (see :mod:`damo_core.data.sampling`).
+    (see :mod:`damo_core.data.sampling`); ``val_fraction`` and ``seed`` split the images of
+    sources that bring no split of their own.
     """
     if shard_images <= 0:
         raise DatasetError(f"shard_images must be positive, got {shard_images}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
     specs = [parse_source(s) if isinstance(s, str) else s for s in sources]
     names = [s.name for s in specs]
     if not specs or len(set(names)) != len(names):
@@ -223,8 +258,8 @@ def unify(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace, ou
         stage = Path(stage_dir)
         writers = []
         for spec, reader, lut in zip(specs, readers, luts, strict=True):
-            writer = _ShardWriter(stage, reader, spec.name, lut, len(space.classes),
-                                  shard_images)
+            writer = _ShardWriter(stage, reader, spec, lut, len(space.classes),
+                                  shard_images, val_fraction, seed)
             for record in tqdm(reader, desc=f"unify {spec.name}", unit="img",
                                disable=not progress):
                 writer.add(record)
@@ -252,12 +287,15 @@ def _write_tables(stage: Path, space: LabelSpace, specs: Sequence[SourceSpec],
                         *(int(w.box_counts[i]) for w in writers)])
     (stage / "class_counts.csv").write_text(text.getvalue())
     summary = {
+        "schema_version": MANIFEST_VERSION,
         "num_classes": len(space.classes),
         "num_images": sum(w.counts.images for w in writers),
         "num_boxes": sum(w.counts.boxes for w in writers),
         "shards": [k for w in writers for k in w.shards],
-        "sources": {s.name: {"format": s.format, "uri": s.uri, **vars(w.counts)}
+        "sources": {s.name: {"format": s.format, "uri": s.uri, **vars(w.counts),
+                             "splits": w.split_counts}
                     for s, w in zip(specs, writers, strict=True)},
+        "splits": {k: sum(w.split_counts.get(k, 0) for w in writers) for k in ("train", "val")},
     }
     return summary
 
@@ -335,7 +373,16 @@ def read_summary(out: str | Path) -> dict[str, Any]:
     if not store.exists(SUMMARY):
         raise DatasetError(f"{store.uri(SUMMARY)}: no unified manifest here (summary.json "
                            "missing; the run did not finish?)")
-    return json.loads(store.read_text(SUMMARY))
+    try:
+        summary = json.loads(store.read_text(SUMMARY))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{store.uri(SUMMARY)}: not valid JSON: {exc}") from None
+    version = summary.get("schema_version", 1) if isinstance(summary, dict) else None
+    if version != MANIFEST_VERSION:
+        raise DatasetError(f"{store.uri(SUMMARY)}: field 'schema_version' is {version!r}; this "
+                           f"damo reads manifest schema {MANIFEST_VERSION} only (re-run "
+                           "`damo unify` on the sources to rewrite it)")
+    return summary
 
 
 def iter_manifest(out: str | Path, columns: Sequence[str] | None = None

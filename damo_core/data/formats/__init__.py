@@ -1,6 +1,7 @@
 """Annotation readers for the formats users bring, behind one source spec.
 
-A source is written ``NAME[:FORMAT]=URI[,images=URI][,classes=URI]`` (the CLI's ``--source``):
+A source is written ``NAME[:FORMAT]=URI[,images=URI][,classes=URI][,split=train|val]`` (the
+CLI's ``--source``; ``split`` puts all of the source's images in that split):
 ``coco=/data/coco/instances_train2017.json,images=/data/coco/train2017``,
 ``oi=s3://bkt/oi/train-annotations-bbox.csv,classes=s3://bkt/oi/class-descriptions.csv``.
 FORMAT defaults to NAME when NAME is a format (``coco``, ``o365``, ``oi``, ``yolo``, ``voc``).
@@ -20,12 +21,13 @@ from damo_core.data.formats.voc import VocReader
 from damo_core.data.formats.yolo import YoloReader
 from damo_core.storage import Store, open_store
 
-__all__ = ["FORMATS", "ImageRecord", "SourceClass", "SourceReader", "SourceSpec",
+__all__ = ["FORMATS", "SPLITS", "ImageRecord", "SourceClass", "SourceReader", "SourceSpec",
            "open_source", "parse_source"]
 
 # Objects365 ships COCO-style JSON: same reader, its own name in manifests and mappings.
 FORMATS: tuple[str, ...] = ("coco", "o365", "oi", "yolo", "voc")
-_OPTIONS = ("images", "classes")
+_OPTIONS = ("images", "classes", "split")
+SPLITS = ("train", "val")
 OI_DEFAULT_CLASSES = "class-descriptions-boxable.csv"
 
 
@@ -38,10 +40,11 @@ class SourceSpec:
     uri: str
     images: str | None = None
     classes: str | None = None
+    split: str | None = None
 
 
 def parse_source(text: str) -> SourceSpec:
-    """Parse ``NAME[:FORMAT]=URI[,images=URI][,classes=URI]``; errors quote the value."""
+    """Parse ``NAME[:FORMAT]=URI[,OPTION=VALUE...]``; errors quote the value."""
     head, sep, rest = text.partition("=")
     if not sep or not head or not rest:
         raise DatasetError(f"source {text!r}: expected NAME[:FORMAT]=URI")
@@ -56,8 +59,11 @@ def parse_source(text: str) -> SourceSpec:
         key, eq, value = extra.partition("=")
         if not eq or key not in _OPTIONS or not value:
             raise DatasetError(f"source {text!r}: option {extra!r} is not one of "
-                               f"{[f'{o}=URI' for o in _OPTIONS]}")
+                               "['images=URI', 'classes=URI', 'split=train|val']")
         options[key] = value
+    if options.get("split", "train") not in SPLITS:
+        raise DatasetError(f"source {text!r}: split={options['split']!r} is not one of "
+                           f"{list(SPLITS)}")
     return SourceSpec(name=name, format=fmt, uri=uri.rstrip("/"), **options)
 
 

@@ -52,6 +52,11 @@ class ImageRecord:
     boxes: np.ndarray
     labels: np.ndarray  # int32 [N], indices into SourceReader.classes
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # uint8 [N]
+    # the source's own split ("train"/"val"), or "" to let unification assign one
+    split: str = ""
+    # per-box area in pixels where the source states one (COCO's segment area, which its
+    # evaluation uses for the small/medium/large ranges); None: the box's own area
+    areas: np.ndarray | None = None
 
 
 class SourceReader(abc.ABC):

@@ -16,6 +16,7 @@ import numpy as np
 
 from damo_core.data.coco import (
     _check_annotation,
+    _is_number,
     _parse_categories,
     check_image_fields,
 )
@@ -98,15 +99,16 @@ class CocoJsonReader(SourceReader):
         cat_label = {cid: i for i, cid in enumerate(self.cat_ids)}
         known_images, known_cats = row_of.keys(), cat_label.keys()
         buf = ColumnBuffer(row=(np.int64, ()), label=(np.int32, ()), box=(np.float32, (4,)),
-                           flags=(np.uint8, ()))
+                           flags=(np.uint8, ()), area=(np.float32, ()))
         rows: list[int] = []
         labels: list[int] = []
         boxes: list[list[float]] = []
         flags: list[int] = []
+        areas: list[float] = []
 
         def flush() -> None:
-            buf.append(row=rows, label=labels, box=boxes, flags=flags)
-            for column in (rows, labels, boxes, flags):
+            buf.append(row=rows, label=labels, box=boxes, flags=flags, area=areas)
+            for column in (rows, labels, boxes, flags, areas):
                 column.clear()
 
         for ann in self._items("annotations.item"):
@@ -118,6 +120,8 @@ class CocoJsonReader(SourceReader):
             labels.append(cat_label[ann["category_id"]])
             boxes.append(ann["bbox"])
             flags.append(FLAG_CROWD if ann.get("iscrowd", 0) else 0)
+            area = ann.get("area")
+            areas.append(float(area) if _is_number(area) and area >= 0 else np.nan)
             if len(rows) >= _BATCH:
                 flush()
         flush()
@@ -143,7 +147,8 @@ class CocoJsonReader(SourceReader):
             yield ImageRecord(
                 image_id=str(int(iid)), file_name=names[i],
                 width=int(sizes[i, 0]), height=int(sizes[i, 1]),
-                boxes=cols["box"][take], labels=cols["label"][take], flags=cols["flags"][take])
+                boxes=cols["box"][take], labels=cols["label"][take], flags=cols["flags"][take],
+                areas=cols["area"][take])
 
 
 def _check_image(entry: object, seen: set[int]) -> tuple[str, str] | None:
