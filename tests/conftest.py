@@ -10,6 +10,15 @@ import torch
 from damo_core.models import Detector, build_model
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dataset conversions and the S3 image cache go to a per-session directory, never the
+    user's ~/.cache (subprocesses the tests start inherit it)."""
+    import os
+
+    os.environ["DAMO_CACHE_DIR"] = str(tmp_path_factory.mktemp("damo-cache"))
+
+
 @functools.cache
 def _built(name: str) -> Detector:
     torch.manual_seed(0)

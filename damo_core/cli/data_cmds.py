@@ -61,12 +61,14 @@ SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Drop and coun
 @exit_on_user_error
 def unify(
     source: Annotated[list[str], typer.Option(
-        "--source", help="synthetic, a dataset.yaml, or (repeatable) NAME[:FORMAT]=URI"
-        "[,images=URI][,classes=URI] sources unified over --label-space.")],
-    out: Annotated[Path, typer.Option(help="Dataset directory to write (dataset.yaml).")],
+        "--source", help="synthetic, a dataset.yaml or data.yaml, or (repeatable) "
+        "NAME[:FORMAT]=URI[,images=URI][,classes=URI][,split=train|val] sources unified over "
+        "--label-space.")],
+    out: Annotated[str, typer.Option(help="Manifest directory to write (or s3://bucket/prefix)."
+                                     )],
     label_space: Annotated[str, typer.Option(
         help="Mapping CSV (path or s3://) or preset:NAME, for NAME=URI sources. [default: "
-        "none]")] = "",
+        "proposed from the class names]")] = "",
     classes: Annotated[int, typer.Option(help="Synthetic: number of object kinds.")] = 4,
     images: Annotated[int, typer.Option(help="Synthetic: total images.")] = 160,
     img_size: Annotated[int, typer.Option("--img-size", "--imgsz",
@@ -75,16 +77,19 @@ def unify(
     val_fraction: Annotated[float, typer.Option(help="Unified: share of images in val.")] = 0.05,
     alpha: Alpha = 0.5,
     rfs_threshold: RfsThreshold = 0.001,
+    sampling: Annotated[bool, typer.Option(
+        "--sampling/--no-sampling", help="Train by the sampling weights (else every image "
+        "once per epoch).")] = True,
     skip_invalid: SkipInvalid = False,
 ) -> None:
-    """The training data as one dataset (dataset.yaml) in OUT, as the pipeline's unify step."""
+    """The training data as one manifest directory in OUT, as the pipeline's unify step."""
     import json
 
     from damo_core.steps.unify import run
 
     meta = run(source, out, label_space=label_space, num_classes=classes, num_images=images,
                image_size=img_size, seed=seed, val_fraction=val_fraction, alpha=alpha,
-               rfs_threshold=rfs_threshold, skip_invalid=skip_invalid)
+               rfs_threshold=rfs_threshold, sampling=sampling, skip_invalid=skip_invalid)
     typer.echo(json.dumps(meta, indent=2))
 
 
@@ -100,8 +105,9 @@ def manifests(
     rfs_threshold: RfsThreshold = 0.001,
     skip_invalid: SkipInvalid = False,
 ) -> None:
-    """Unify sources into sharded Parquet manifests, label_space.json, counts and plots only
-    (`damo unify` also writes the dataset training reads)."""
+    """Unify NAME=URI sources into sharded Parquet manifests, label_space.json, counts and
+    plots (`damo unify` is the pipeline's step over the same code, which also takes
+    synthetic or one dataset.yaml/data.yaml)."""
     from damo_core.data.unify import unify as run_unify
 
     result = run_unify(source, label_space, out, shard_images=shard_images, alpha=alpha,

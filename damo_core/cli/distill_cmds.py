@@ -78,7 +78,7 @@ def distill_chain(
         help="key=value training settings and distill.key=value distillation settings")] = None,
 ) -> None:
     """Train the teacher, then distil the chain (L -> M -> S -> T); writes OUT/chain.json."""
-    from damo_core.steps._common import dataset_yaml, preset_path, weights_file
+    from damo_core.steps._common import dataset_ref, preset_path, weights_file
     from damo_core.train import load_train_config
     from damo_core.train.chain import PAPER_CHAIN, run_chain
     from damo_core.train.distill import DistillConfig
@@ -88,7 +88,7 @@ def distill_chain(
     teacher_settings = {**settings, **({"epochs": teacher_epochs} if teacher_epochs else {})}
     config = preset_path(preset)
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else PAPER_CHAIN
-    links = run_chain(chain, dataset_yaml(data), out, load_train_config(config, settings),
+    links = run_chain(chain, dataset_ref(data), out, load_train_config(config, settings),
                       load_train_config(config, teacher_settings),
                       DistillConfig.from_dict(distill_settings, "overrides"),
                       teacher_weights=weights_file(teacher) if teacher else None,

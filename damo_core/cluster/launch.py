@@ -67,7 +67,7 @@ def _stage(source: Path, target: Path) -> Path:
 
 
 def train_with_pytorchjob(
-    data_dir: str | Path, out_dir: str | Path, *, model: str, job_name: str, image: str,
+    data: str | Path, out_dir: str | Path, *, model: str, job_name: str, image: str,
     workspace: str | Path, volume_claim: str, nodes: int = 2, gpus_per_node: int = 1,
     settings: Mapping[str, Any] | None = None, config: str | Path | None = None,
     teacher_weights: str | Path | None = None, namespace: str = "damo",
@@ -76,12 +76,18 @@ def train_with_pytorchjob(
     """Stage inputs under ``workspace/job_name`` (the PVC ``volume_claim`` mounted at
     ``workspace`` here and in the job), run the job, copy its run directory to ``out_dir``.
 
-    ``model`` is a zoo name or a model YAML file (staged); ``data_dir`` holds dataset.yaml.
-    Extra ``options`` go to :class:`~damo_core.cluster.pytorchjob.TrainJobSpec`."""
-    if not (Path(data_dir) / "dataset.yaml").is_file():
-        raise InputNotFoundError(f"training data {data_dir} has no dataset.yaml")
+    ``model`` is a zoo name or a model YAML file (staged); ``data`` is a manifest directory
+    (staged: a few small files, the images stay where its rows say) or an ``s3://`` manifest
+    URI (passed as is). Extra ``options`` go to
+    :class:`~damo_core.cluster.pytorchjob.TrainJobSpec`."""
+    from damo_core.storage import is_remote
+
     stage = Path(workspace) / job_name
-    data = _stage(Path(data_dir), stage / "data") / "dataset.yaml"
+    if not is_remote(str(data)):
+        if not (Path(data) / "summary.json").is_file():
+            raise InputNotFoundError(f"training data {data} is not a manifest directory "
+                                     "(no summary.json)")
+        data = _stage(Path(data), stage / "data")
     if Path(model).suffix in (".yaml", ".yml"):
         model = str(_stage(Path(model), stage / "model.yaml"))
     staged_config = str(_stage(Path(config), stage / "train.yaml")) if config else None

@@ -170,7 +170,7 @@ def command_settings(settings: Mapping[str, Any] | None,
     return merged
 
 
-def train_placed(placement: TrainPlacement, data_dir: str | Path, out_dir: str | Path, *,
+def train_placed(placement: TrainPlacement, data: str | Path, out_dir: str | Path, *,
                  model: str, run: str | None = None,
                  settings: Mapping[str, Any] | None = None, config: str | Path | None = None,
                  teacher_weights: str | Path | None = None,
@@ -185,13 +185,13 @@ def train_placed(placement: TrainPlacement, data_dir: str | Path, out_dir: str |
     merged = command_settings(settings, distill_settings)
     teacher = str(teacher_weights) if teacher_weights else None
     if placement.mode is Mode.TORCHRUN:
-        args = launch.train_command(model, str(Path(data_dir) / "dataset.yaml"), str(out_dir),
+        args = launch.train_command(model, str(data), str(out_dir),
                                     settings=merged, config=str(config) if config else None,
                                     teacher_weights=teacher)
         run_torchrun(placement.gpus_per_node, args, training_env(run))
         return None
     if placement.mode is Mode.PYTORCHJOB:
-        return run_as_pytorchjob(placement, data_dir, out_dir, model=model, run=run,
+        return run_as_pytorchjob(placement, data, out_dir, model=model, run=run,
                                  settings=merged, config=config, teacher_weights=teacher,
                                  image=image)
     raise PlacementError(f"train_placed: mode {placement.mode.value} trains in the caller")
@@ -206,7 +206,7 @@ def run_torchrun(gpus: int, damo_args: list[str], env: Mapping[str, str]) -> Non
                                f"{' '.join(command)}")
 
 
-def run_as_pytorchjob(placement: TrainPlacement, data_dir: str | Path, out_dir: str | Path, *,
+def run_as_pytorchjob(placement: TrainPlacement, data: str | Path, out_dir: str | Path, *,
                       model: str, run: str, settings: Mapping[str, Any],
                       config: str | Path | None, teacher_weights: str | None,
                       image: str | None) -> JobOutcome:
@@ -224,7 +224,7 @@ def run_as_pytorchjob(placement: TrainPlacement, data_dir: str | Path, out_dir: 
     name = job_name(run, model)
     shutil.rmtree(workspace / name, ignore_errors=True)
     outcome = launch.train_with_pytorchjob(
-        data_dir, out_dir, model=model, job_name=name, image=chosen_image,
+        data, out_dir, model=model, job_name=name, image=chosen_image,
         workspace=workspace, volume_claim=placement.workspace_pvc, nodes=placement.nodes,
         gpus_per_node=placement.gpus_per_node, settings=settings, config=config,
         teacher_weights=teacher_weights, namespace=current_namespace(),

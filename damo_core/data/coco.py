@@ -345,6 +345,10 @@ class CocoDetection:
     def __len__(self) -> int:
         return len(self._records)
 
+    def has_targets(self, index: int) -> bool:
+        """Whether image ``index`` has a non-crowd annotation (a training target)."""
+        return len(self._records[index].labels) > 0
+
     def __getitem__(self, index: int) -> Sample:
         """Decode image ``index``; targets are copies, so callers may mutate them freely."""
         if not -len(self) <= index < len(self):
@@ -370,9 +374,6 @@ class DatasetSpec:
     train_images: Path
     val_images: Path
     names: tuple[str, ...]
-    # per-train-image draw weights (``.npy``, train JSON order) written by ``damo data unify``;
-    # None: every image once per epoch
-    sampling_weights: Path | None = None
 
     def split(self, name: str) -> tuple[Path, Path]:
         """(annotation JSON, image dir) for ``"train"`` or ``"val"``."""
@@ -426,12 +427,6 @@ def load_dataset_yaml(path: str | Path) -> DatasetSpec:
         raise DatasetError(
             f"{yaml_path}: field 'names' must be a non-empty list of strings, got {names!r}"
         )
-    weights = None
-    if raw.get("sampling_weights") is not None:
-        weights = (root / _yaml_field(yaml_path, raw, "sampling_weights")).resolve()
-        if not weights.is_file():
-            raise DatasetError(f"{yaml_path}: field 'sampling_weights' names {weights}, "
-                               "which does not exist")
     return DatasetSpec(
         yaml_path=yaml_path,
         root=root,
@@ -440,5 +435,4 @@ def load_dataset_yaml(path: str | Path) -> DatasetSpec:
         train_images=resolved["train_images"],
         val_images=resolved["val_images"],
         names=tuple(names),
-        sampling_weights=weights,
     )

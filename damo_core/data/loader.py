@@ -1,4 +1,7 @@
-"""Torch dataset and DataLoader over :class:`CocoDetection`, with the training augmentations.
+"""Torch dataset and DataLoader over a detection source, with the training augmentations.
+
+The source is a :class:`~damo_core.data.manifest_dataset.ManifestDetection` (what training
+reads) or anything with its protocol (:class:`DetectionSource`), such as the COCO reader.
 
 Determinism: every sample draws from its own generator seeded by ``(seed, epoch, index)``,
 and the shuffle order from ``(seed, epoch)``. So a sample does not depend on which worker
@@ -19,7 +22,7 @@ Images stay raw 0..255 (mean 0, std 1), as DAMO-YOLO consumes them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -37,13 +40,26 @@ from damo_core.data.augment import (
     mosaic,
     random_hflip,
 )
-from damo_core.data.coco import CocoDetection
+from damo_core.data.coco import Sample
 from damo_core.data.fit import FitMode, fit_from_keep_ratio
 from damo_core.errors import UserInputError
 
-__all__ = ["DetectionDataset", "EpochSampler", "build_dataloader", "collate"]
+__all__ = ["DetectionDataset", "DetectionSource", "EpochSampler", "build_dataloader",
+           "collate"]
 
 Target = dict[str, Any]
+
+
+class DetectionSource(Protocol):
+    """Random access to decoded images and their pixel boxes."""
+
+    image_ids: list[int]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+    def has_targets(self, index: int) -> bool: ...
 
 
 class DetectionDataset(Dataset):
@@ -60,7 +76,7 @@ class DetectionDataset(Dataset):
 
     def __init__(
         self,
-        source: CocoDetection,
+        source: DetectionSource,
         *,
         train: bool,
         image_size: int,
@@ -81,8 +97,7 @@ class DetectionDataset(Dataset):
         self._image_ids = source.image_ids  # the property rebuilds its list on every call
         # Mixup needs a partner with boxes; crowd-only images count as empty.
         self._with_boxes = np.array(
-            [i for i, iid in enumerate(self._image_ids) if _has_targets(source, iid)],
-            dtype=np.int64,
+            [i for i in range(len(source)) if source.has_targets(i)], dtype=np.int64
         )
 
     def set_epoch(self, epoch: int) -> None:
@@ -176,12 +191,6 @@ class DetectionDataset(Dataset):
         the reference likewise grows it with training progress."""
         ramp = self.augment.box_ramp_epochs
         return 1.0 if ramp == 0 else min(1.0, (self.epoch + 1) / ramp)
-
-
-def _has_targets(source: CocoDetection, image_id: int) -> bool:
-    """Whether the image has at least one non-crowd annotation (a training target)."""
-    anns = source.coco.imgToAnns.get(image_id, [])
-    return any(not a.get("iscrowd", 0) for a in anns)
 
 
 def collate(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:

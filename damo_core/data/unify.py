@@ -235,12 +235,16 @@ def unify(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace, ou
           *, shard_images: int = DEFAULT_SHARD_IMAGES, skip_invalid: bool = False,
           alpha: float = 0.5, rfs_threshold: float = 0.001,
           val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
-          progress: bool = True) -> UnifyResult:
+          sampling: bool = True, progress: bool = True,
+          readers: Sequence[SourceReader] | None = None) -> UnifyResult:
     """Read every source, map it onto ``label_space`` and write the manifests to ``out``.
 
     ``alpha`` and ``rfs_threshold`` set the sampling weights written beside the manifests
-    (see :mod:`damo_core.data.sampling`); ``val_fraction`` and ``seed`` split the images of
-    sources that bring no split of their own.
+    (see :mod:`damo_core.data.sampling`; ``rfs_threshold=0`` turns the class-aware part off);
+    ``sampling=False`` records that training should take every train image once per epoch
+    instead of drawing by them (the weights and plots are still written). ``val_fraction``
+    and ``seed`` split the images of sources that bring no split of their own. ``readers``,
+    one per source, replaces opening them from the specs (a converter's own reader).
     """
     if shard_images <= 0:
         raise DatasetError(f"shard_images must be positive, got {shard_images}")
@@ -251,7 +255,10 @@ def unify(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace, ou
     if not specs or len(set(names)) != len(names):
         raise DatasetError(f"sources {names}: need at least one, with distinct names")
     space = load_label_space(label_space)
-    readers = [open_source(s, skip_invalid=skip_invalid) for s in specs]
+    if readers is None:
+        readers = [open_source(s, skip_invalid=skip_invalid) for s in specs]
+    elif len(readers) != len(specs):
+        raise DatasetError(f"{len(readers)} readers for {len(specs)} sources")
     luts = [space.resolve(s.name, r.classes) for s, r in zip(specs, readers, strict=True)]
     out_store = open_store(out)
     with _staging(out) as stage_dir:
@@ -266,8 +273,8 @@ def unify(sources: Sequence[SourceSpec | str], label_space: str | LabelSpace, ou
             writer.finish()
             writers.append(writer)
         summary = _write_tables(stage, space, specs, writers)
-        summary["sampling"] = _write_sampling(stage, space, summary["shards"], alpha,
-                                              rfs_threshold)
+        summary["sampling"] = {"enabled": sampling, **_write_sampling(
+            stage, space, summary["shards"], alpha, rfs_threshold)}
         (stage / SUMMARY).write_text(json.dumps(summary, indent=1))
         _publish(stage, out_store, [*summary["shards"], *_SIDE_FILES, SUMMARY])
     return UnifyResult(out_store.uri(), len(space.classes), summary["num_images"],

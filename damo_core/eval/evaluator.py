@@ -32,8 +32,9 @@ from torch import nn
 from tqdm import tqdm
 
 from damo_core.atomic import atomic_write_text
-from damo_core.data.coco import CocoDetection, DatasetSpec, load_dataset_yaml
+from damo_core.data.coco import CocoDetection, DatasetSpec
 from damo_core.data.fit import FitMode, model_fit
+from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import Detections
 from damo_core.eval.pr_curve import PRCurve, plot_pr_curve, precision_recall_curve
@@ -222,19 +223,25 @@ def score_detections(
 # ----------------------------------------------------------------------------- inference
 
 
-def _open_split(data: DatasetSpec | str | Path, split: str) -> CocoDetection:
-    spec = data if isinstance(data, DatasetSpec) else load_dataset_yaml(data)
-    return CocoDetection.from_spec(spec, split)
+EvalData = ManifestDetection | CocoDetection
+
+
+def _open_split(data: EvalData | DatasetSpec | str | Path, split: str) -> EvalData:
+    if isinstance(data, CocoDetection):
+        return data
+    from damo_core.data.resolve import open_split
+
+    return open_split(data, split)
 
 
 def _load_prepared(
-    dataset: CocoDetection, index: int, size: int, fit: FitMode
+    dataset: EvalData, index: int, size: int, fit: FitMode
 ) -> tuple[int, PreparedImage]:
     sample = dataset[index]
     return sample.image_id, prepare_image(sample.image, size, fit)
 
 
-def _check_num_classes(model: nn.Module, dataset: CocoDetection) -> None:
+def _check_num_classes(model: nn.Module, dataset: EvalData) -> None:
     """Fail before a long run rather than with an index error while writing results."""
     head_classes = getattr(getattr(model, "head", None), "num_classes", None)
     if head_classes is not None and head_classes != dataset.num_classes:
@@ -247,7 +254,7 @@ def _check_num_classes(model: nn.Module, dataset: CocoDetection) -> None:
 
 def evaluate(
     model: nn.Module,
-    data: DatasetSpec | str | Path,
+    data: EvalData | DatasetSpec | str | Path,
     *,
     split: str = "val",
     image_size: int | None = None,
@@ -262,8 +269,9 @@ def evaluate(
     results_json: str | Path | None = None,
     fit: FitMode | None = None,
 ) -> EvalResult:
-    """COCO-evaluate ``model`` on ``split`` of ``data`` (a :class:`DatasetSpec` or the path of
-    a ``dataset.yaml``).
+    """COCO-evaluate ``model`` on ``split`` of ``data``: a manifest directory, a COCO
+    ``dataset.yaml`` or ultralytics ``data.yaml`` (read through the manifest they convert
+    to), or an opened dataset (a split of a manifest, or a COCO JSON reader as-is).
 
     ``image_size`` defaults to the model config's; unset thresholds default to the values the
     reference evaluates this model family with (0.05 / 0.7, nano 0.03 / 0.65). The model is

@@ -12,13 +12,11 @@ from types import ModuleType
 
 import numpy as np
 
-from damo_core.data import load_dataset_yaml
 from damo_core.data.fit import FitMode
-from damo_core.errors import InputNotFoundError, UnavailableError, UserInputError
-from damo_core.eval.preprocess import load_image, prepare_image
+from damo_core.errors import UnavailableError, UserInputError
+from damo_core.eval.preprocess import prepare_image
 from damo_core.models import Detector
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 INPUT_NAME = "images"
 
 
@@ -60,15 +58,14 @@ def calibration_images(data: str | Path, image_size: int, *, fit: FitMode, count
 
     Images are preprocessed exactly as at inference (``fit``, the model's own mode, to
     ``image_size``), because the quantiser picks activation ranges from them; a different
-    resize would pick wrong ranges. Files are taken in sorted order so that calibration is
-    reproducible.
+    resize would pick wrong ranges. They are the first ``count`` images of ``split`` of
+    ``data`` (any dataset training accepts, read through its manifest), in manifest order, so
+    that calibration is reproducible.
     """
-    spec = load_dataset_yaml(data)
-    _, image_dir = spec.split(split)
-    files = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputNotFoundError(f"{data}: no images under {image_dir} to calibrate INT8 with")
+    from damo_core.data.resolve import open_split
+
     if count <= 0:
         raise UserInputError(f"calibration count must be positive, got {count}")
-    return [prepare_image(load_image(p), image_size, fit).tensor.unsqueeze(0).numpy()
-            for p in files[:count]]
+    dataset = open_split(data, split)
+    return [prepare_image(dataset[i].image, image_size, fit).tensor.unsqueeze(0).numpy()
+            for i in range(min(count, len(dataset)))]

@@ -17,9 +17,12 @@ DATASET_YAML = "dataset.yaml"
 WEIGHTS = "best.pt"
 
 
-def dataset_yaml(data: str | Path) -> Path:
-    """``data`` itself when it is a file, else the ``dataset.yaml`` in that directory."""
-    return _file_or_member(data, DATASET_YAML, "dataset")
+def dataset_ref(data: str | Path) -> str:
+    """The manifest directory (or ``s3://`` URI) training reads for ``data``: a manifest (the
+    unify step's output), a dataset.yaml or data.yaml, or a directory holding one."""
+    from damo_core.data.resolve import manifest_for
+
+    return manifest_for(data)
 
 
 def weights_file(weights: str | Path) -> Path:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from damo_core.steps._common import WEIGHTS, dataset_yaml, model_metadata, preset_path, weights_file
+from damo_core.steps._common import (
+    WEIGHTS,
+    dataset_ref,
+    model_metadata,
+    preset_path,
+    weights_file,
+)
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,14 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     from damo_core.train.distill import DistillConfig
 
     where = TrainPlacement(placement.nodes, placement.gpus_per_node, placement.workspace_pvc)
-    data_yaml = dataset_yaml(data)
+    data_ref = dataset_ref(data)
     config = preset_path(preset)
     cfg = load_train_config(config, dict(settings or {}))
     dcfg = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings")
     teacher_file = weights_file(teacher) if teacher is not None else None
     run = run_id or env_run_id()
     if where.mode is not Mode.IN_PROCESS:
-        train_placed(where, data_yaml.parent, out, model=model, run=run, settings=settings,
+        train_placed(where, data_ref, out, model=model, run=run, settings=settings,
                      config=config, teacher_weights=teacher_file,
                      distill_settings=distill_settings, image=placement.image)
         return {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs}
@@ -62,10 +68,10 @@ def fit(data: str | Path, out: str | Path, *, model: str,
 
     with exported_env(training_env(run)):
         if teacher_file is None:
-            result = train(model, data_yaml, out, cfg, weights=weights, resume=resume,
+            result = train(model, data_ref, out, cfg, weights=weights, resume=resume,
                            progress=progress)
         else:
-            result = distill(model, teacher_file, data_yaml, out, cfg, dcfg, weights=weights,
+            result = distill(model, teacher_file, data_ref, out, cfg, dcfg, weights=weights,
                              resume=resume, progress=progress)
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # under torchrun only rank 0 writes best.pt; the others report what they saw

@@ -12,15 +12,16 @@ def run(weights: str | Path, data: str | Path, *, split: str = "val",
         img_size: int | None = None, out_json: str | Path | None = None,
         run_id: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate ``weights`` (a ``best.pt`` or the directory holding one) on ``split`` of
-    ``data`` (a ``dataset.yaml`` or its directory) at ``img_size`` (default: the
-    checkpoint's). ``out_json`` gets the full result (per-class AP too). The metrics are pushed
-    under the run ``run_id`` (default ``$DAMO_RUN_ID``); returns them with the model's name."""
+    ``data`` (a manifest directory, a dataset.yaml or data.yaml, or a directory holding one)
+    at ``img_size`` (default: the checkpoint's). ``out_json`` gets the full result (per-class
+    AP too). The metrics are pushed under the run ``run_id`` (default ``$DAMO_RUN_ID``);
+    returns them with the model's name."""
     from damo_core.eval import evaluate
-    from damo_core.steps._common import dataset_yaml, push, weights_file
+    from damo_core.steps._common import dataset_ref, push, weights_file
     from damo_core.train import load_trained
 
     model, meta = load_trained(weights_file(weights))
-    result = evaluate(model, dataset_yaml(data), split=split,
+    result = evaluate(model, dataset_ref(data), split=split,
                       image_size=img_size or meta["image_size"], progress=progress, workers=0)
     if out_json is not None:
         result.to_json(out_json)

@@ -1,76 +1,130 @@
-"""The unify step: the training data as one COCO-format dataset (``dataset.yaml``) in ``out``.
+"""The unify step: the training data as one manifest directory in ``out``.
 
-Three kinds of source, because that is what users arrive with: ``synthetic`` (the bundled
-generator, the laptop default), the path of one ``dataset.yaml`` (validated and copied, so the
-artifact is self-contained), or several ``NAME[:FORMAT]=URI`` sources with a ``label_space``:
-those are unified into Parquet manifests over one label space (``out/unified``, with the
-sampling weights) and the COCO dataset the trainer reads is written from them.
+Whatever the sources, the output is the same: Parquet manifests over one label space with the
+sampling weights, ``label_space.json``, class counts, plots and ``summary.json``
+(:mod:`damo_core.data.unify`). Images are never copied into it; its rows name them where they
+lie (local paths or ``s3://`` URIs), which is what keeps a 700 GB source out of every step's
+artifact store.
+
+Sources, as users arrive with them: several ``NAME[:FORMAT]=URI`` sources (unified over
+``label_space``: a preset name, a mapping CSV, or empty to propose one from the class names),
+one ``dataset.yaml`` (COCO) or ultralytics ``data.yaml`` (its own classes and splits), or
+``synthetic``: the bundled generator, whose images go to the user's cache
+(:func:`damo_core.data.resolve.cache_root`), keyed by its settings, not into the artifact.
 """
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from damo_core.data.errors import DatasetError
 from damo_core.errors import UserInputError
-from damo_core.steps._common import DATASET_YAML
 
 SYNTHETIC = "synthetic"
-MANIFESTS = "unified"
 
 
 def run(sources: Sequence[str], out: str | Path, *, label_space: str = "",
         num_classes: int = 4, num_images: int = 160, image_size: int = 256, seed: int = 0,
         val_fraction: float = 0.05, alpha: float = 0.5, rfs_threshold: float = 0.001,
-        skip_invalid: bool = False) -> dict[str, Any]:
-    """Materialise ``sources`` under ``out``; returns the dataset's metadata (class names and
-    image counts). ``num_classes``/``num_images``/``image_size`` size the synthetic set;
-    ``val_fraction``, ``alpha``, ``rfs_threshold`` and ``skip_invalid`` apply to unification."""
+        sampling: bool = True, skip_invalid: bool = False) -> dict[str, Any]:
+    """Unify ``sources`` into the manifest directory ``out``; returns its metadata (class
+    names, images and boxes per split and source). ``num_classes``/``num_images``/
+    ``image_size`` size the synthetic set; ``val_fraction``, ``seed``, ``alpha``,
+    ``rfs_threshold`` (0: no class-aware repeats), ``sampling`` (off: every image once per
+    epoch) and ``skip_invalid`` apply to unification."""
+    from damo_core.data.resolve import convert_yaml
+
     sources = [s for s in sources if s]
-    out = Path(out)
     if not sources:
-        raise UserInputError("unify: no source given (synthetic, a dataset.yaml, or "
-                             "NAME=URI sources with a label space)")
+        raise UserInputError("unify: no source given (synthetic, a dataset.yaml or data.yaml, "
+                             "or NAME=URI sources with a label space)")
+    options = {"alpha": alpha, "rfs_threshold": rfs_threshold, "sampling": sampling}
     if sources == [SYNTHETIC]:
-        from damo_core.data.synth import generate
-
-        generate(out, num_classes=num_classes, num_images=num_images, image_size=image_size,
-                 seed=seed, overwrite=True)
+        yaml_path = _synthetic(num_classes=num_classes, num_images=num_images,
+                               image_size=image_size, seed=seed)
+        convert_yaml(yaml_path, out, **options)
     elif len(sources) == 1 and "=" not in sources[0]:
-        from damo_core.data.coco import load_dataset_yaml
-
-        shutil.copytree(load_dataset_yaml(sources[0]).root, out, dirs_exist_ok=True)
+        convert_yaml(_yaml_of(sources[0]), out, skip_invalid=skip_invalid, **options)
     else:
-        _unify_sources(sources, label_space, out, val_fraction=val_fraction, seed=seed,
-                       alpha=alpha, rfs_threshold=rfs_threshold, skip_invalid=skip_invalid)
-    return dataset_metadata(out / DATASET_YAML)
+        collisions = _unify_sources(sources, label_space, out, val_fraction=val_fraction,
+                                    seed=seed, skip_invalid=skip_invalid, **options)
+        return {**dataset_metadata(out), "collisions": collisions}
+    return dataset_metadata(out)
 
 
-def _unify_sources(sources: Sequence[str], label_space: str, out: Path, *, val_fraction: float,
-                   seed: int, alpha: float, rfs_threshold: float, skip_invalid: bool) -> None:
-    from damo_core.data.formats.coco_export import export_coco
+def _yaml_of(source: str) -> Path:
+    path = Path(source)
+    if path.is_dir():
+        found = [path / n for n in ("dataset.yaml", "data.yaml") if (path / n).is_file()]
+        if found:
+            return found[0]
+    if not path.is_file():
+        raise DatasetError(f"unify: source {source!r} is neither {SYNTHETIC!r}, an existing "
+                           "dataset.yaml / data.yaml, nor NAME[:FORMAT]=URI")
+    return path
+
+
+def _synthetic(*, num_classes: int, num_images: int, image_size: int, seed: int) -> Path:
+    """The generated set's dataset.yaml, made once per settings in the user's cache."""
+    from damo_core.data.resolve import cache_root
+    from damo_core.data.synth import generate
+
+    key = hashlib.sha256(f"{num_classes}|{num_images}|{image_size}|{seed}".encode())
+    root = cache_root() / "synthetic" / key.hexdigest()[:16]
+    if not (root / "dataset.yaml").is_file():
+        generate(root, num_classes=num_classes, num_images=num_images, image_size=image_size,
+                 seed=seed, overwrite=True)
+    return root / "dataset.yaml"
+
+
+def _unify_sources(sources: Sequence[str], label_space: str, out: str | Path, *,
+                   val_fraction: float, seed: int, skip_invalid: bool, alpha: float,
+                   rfs_threshold: float, sampling: bool) -> list[dict[str, Any]]:
+    """Unify; returns the name collisions of a proposed label space (none for a given one)."""
     from damo_core.data.unify import unify
 
-    if not label_space:
-        raise UserInputError("unify: several sources need a label space (a mapping CSV from "
-                             "`damo data labelspace`, or preset:NAME)")
     for source in sources:
         if "=" not in source:
             raise UserInputError(f"unify: source {source!r} is not NAME[:FORMAT]=URI; "
                                  f"{SYNTHETIC!r} and a dataset.yaml stand alone")
-    manifests = out / MANIFESTS
-    unify(list(sources), label_space, manifests, alpha=alpha, rfs_threshold=rfs_threshold,
-          skip_invalid=skip_invalid, progress=False)
-    export_coco(manifests, out, val_fraction=val_fraction, seed=seed)
+    space: Any = label_space
+    collisions: list[dict[str, Any]] = []
+    if not label_space:
+        proposal = _proposed(sources, skip_invalid)
+        space, collisions = proposal.label_space, proposal.collisions
+    unify(list(sources), space, out, alpha=alpha, rfs_threshold=rfs_threshold,
+          sampling=sampling, val_fraction=val_fraction, seed=seed, skip_invalid=skip_invalid,
+          progress=False)
+    return collisions
 
 
-def dataset_metadata(yaml_path: str | Path) -> dict[str, Any]:
-    from damo_core.data.coco import CocoDetection, load_dataset_yaml
+def _proposed(sources: Sequence[str], skip_invalid: bool) -> Any:
+    """A label space proposed from the sources' class names (no mapping given)."""
+    from damo_core.data.formats import open_source, parse_source
+    from damo_core.data.labelspace import propose
 
-    spec = load_dataset_yaml(yaml_path)
-    train = CocoDetection.from_spec(spec, "train")
-    val = CocoDetection.from_spec(spec, "val")
-    return {"class_names": list(spec.names), "num_classes": len(spec.names),
-            "num_train_images": len(train), "num_val_images": len(val)}
+    specs = [parse_source(s) for s in sources]
+    readers = {s.name: (s.format, open_source(s, skip_invalid=skip_invalid).classes)
+               for s in specs}
+    return propose(readers)
+
+
+def dataset_metadata(manifest: str | Path) -> dict[str, Any]:
+    """Class names, per-split image counts and per-source images and boxes of a manifest."""
+    import json
+
+    from damo_core.data.unify import read_summary
+    from damo_core.storage import open_store
+
+    summary = read_summary(manifest)
+    space = json.loads(open_store(manifest).read_text("label_space.json"))
+    names = [c["name"] for c in space["classes"]]
+    splits = summary.get("splits", {})
+    return {"class_names": names, "num_classes": len(names),
+            "num_train_images": splits.get("train", 0), "num_val_images": splits.get("val", 0),
+            "num_boxes": summary["num_boxes"],
+            "sources": {k: {"images": v["images"], "boxes": v["boxes"]}
+                        for k, v in summary["sources"].items()}}

@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from damo_core.data.coco import DatasetSpec
 from damo_core.errors import InputNotFoundError, UserInputError
 from damo_core.eval import EvalResult
 from damo_core.models import Detector
@@ -184,7 +183,7 @@ class DistillTrainer(Trainer):
     csv_columns = DISTILL_COLUMNS
 
     def __init__(self, model: str | Path, teacher_weights: str | Path,
-                 data: str | Path | DatasetSpec, out_dir: str | Path, cfg: TrainConfig,
+                 data: str | Path, out_dir: str | Path, cfg: TrainConfig,
                  dcfg: DistillConfig | None = None, *, weights: str | Path | None = None,
                  progress: bool = True) -> None:
         if cfg.epochs <= cfg.no_aug_epochs:
@@ -275,7 +274,7 @@ class DistillTrainer(Trainer):
         """The align module (:meth:`check_resumable` made sure it is there)."""
         self.distill_loss.load_state_dict(ckpt["distill_align"])
 
-def distill(student: str | Path, teacher_weights: str | Path, data: str | Path | DatasetSpec,
+def distill(student: str | Path, teacher_weights: str | Path, data: str | Path,
             out_dir: str | Path, cfg: TrainConfig | None = None,
             dcfg: DistillConfig | None = None, *, weights: str | Path | None = None,
             resume: bool = False, stop_after_epoch: int | None = None,
@@ -288,7 +287,7 @@ def distill(student: str | Path, teacher_weights: str | Path, data: str | Path |
 
 
 def distill_chain(links: Sequence[tuple[str | Path, str | Path]],
-                  first_teacher_weights: str | Path, data: str | Path | DatasetSpec,
+                  first_teacher_weights: str | Path, data: str | Path,
                   cfg: TrainConfig | None = None, dcfg: DistillConfig | None = None, *,
                   resume: bool = False, progress: bool = True) -> list[TrainResult]:
     """Distil each ``(student, out_dir)`` link in turn; a link's ``best.pt`` teaches the next.

@@ -22,10 +22,11 @@ from torch import nn
 from tqdm import tqdm
 
 from damo_core.atomic import atomic_write_bytes
-from damo_core.data.coco import CocoDetection, DatasetSpec, load_dataset_yaml
 from damo_core.data.fit import set_model_fit
 from damo_core.data.loader import DetectionDataset, EpochSampler, collate
-from damo_core.errors import InputNotFoundError, OutputExistsError, UserInputError
+from damo_core.data.manifest_dataset import ManifestDetection
+from damo_core.data.resolve import manifest_for
+from damo_core.errors import InputNotFoundError, OutputExistsError
 from damo_core.eval import EvalResult, evaluate, plot_pr_curve
 from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
@@ -74,17 +75,19 @@ class Trainer:
 
     csv_columns: tuple[str, ...] = CSV_COLUMNS
 
-    def __init__(self, model: str | Path, data: str | Path | DatasetSpec, out_dir: str | Path,
+    def __init__(self, model: str | Path, data: str | Path, out_dir: str | Path,
                  cfg: TrainConfig, *, weights: str | Path | None = None,
                  progress: bool = True) -> None:
         self.cfg, self.out_dir, self.progress = cfg, Path(out_dir), progress
-        self.spec = data if isinstance(data, DatasetSpec) else load_dataset_yaml(data)
+        # a manifest directory; a dataset.yaml or data.yaml is converted to one (once)
+        self.data = manifest_for(data)
         self.env: DistEnv = DistEnv()
         self.device = resolve_device(cfg.device)
         self.env = init_distributed(self.device)
         self.device = resolve_device(cfg.device, self.env)
         torch.manual_seed(cfg.seed)
-        source = CocoDetection.from_spec(self.spec, "train")
+        source = ManifestDetection(self.data, "train")
+        self.val_source = ManifestDetection(self.data, "val")
         self.class_names = list(source.class_names)
         self.model: Detector = build_model(model, num_classes=len(self.class_names))
         if weights is not None:
@@ -123,8 +126,11 @@ class Trainer:
 
     def loader(self) -> torch.utils.data.DataLoader:
         sampler: torch.utils.data.Sampler[int] = EpochSampler(self.dataset, True, self.cfg.seed)
-        if self.spec.sampling_weights is not None:
-            sampler = weighted_sampler(self.dataset, self.spec.sampling_weights, self.cfg.seed)
+        source = self.dataset.source
+        if isinstance(source, ManifestDetection) and source.sampling:
+            from damo_core.data.sampling import WeightedEpochSampler
+
+            sampler = WeightedEpochSampler(self.dataset, source.weights, self.cfg.seed)
         if self.env.enabled:
             sampler = ShardSampler(sampler, self.env)
         return torch.utils.data.DataLoader(
@@ -243,7 +249,7 @@ class Trainer:
     def validate(self) -> EvalResult:
         if self.cfg.precise_bn_batches > 0:
             recompute_bn_stats(self.eval_model, self.bn_batches(), self.device)
-        return evaluate(self.eval_model, self.spec, split="val", image_size=self.image_size,
+        return evaluate(self.eval_model, self.val_source, split="val", image_size=self.image_size,
                         batch_size=max(self.batch, 8), score_threshold=self.cfg.score_threshold,
                         device=self.device, workers=0, progress=False)
 
@@ -356,26 +362,12 @@ def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) and math.isfinite(value) else value
 
 
-def weighted_sampler(dataset: DetectionDataset, weights_file: Path, seed: int
-                     ) -> torch.utils.data.Sampler[int]:
-    """Source- and class-aware draws (``damo data unify``'s weights) instead of one pass."""
-    import numpy as np
-
-    from damo_core.data.sampling import WeightedEpochSampler
-
-    if not Path(weights_file).is_file():  # else np.load's bare FileNotFoundError reads as a bug
-        raise InputNotFoundError(f"sampling weights file {weights_file} does not exist")
-    try:
-        return WeightedEpochSampler(dataset, np.load(weights_file), seed)
-    except ValueError as err:  # np.load of a non-.npy file, or weights that do not fit
-        raise UserInputError(f"{weights_file}: {err}") from None
-
-
 def train(model: str | Path, data: str | Path, out_dir: str | Path,
           cfg: TrainConfig | None = None, *, weights: str | Path | None = None,
           resume: bool = False, stop_after_epoch: int | None = None,
           progress: bool = True) -> TrainResult:
-    """Train ``model`` (zoo name or YAML) on ``data`` (a dataset.yaml) into ``out_dir``."""
+    """Train ``model`` (zoo name or YAML) on ``data`` (a manifest directory, a COCO
+    dataset.yaml or an ultralytics data.yaml) into ``out_dir``."""
     trainer = Trainer(model, data, out_dir, cfg or load_train_config(), weights=weights,
                       progress=progress)
     return trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)

@@ -9,8 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from damo_core.cli.data_cmds import data_app
-from damo_core.data.coco import CocoDetection, load_dataset_yaml
-from damo_core.data.formats.coco_export import export_coco
+from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.data.synth import generate
 from damo_core.data.unify import iter_manifest, read_summary, unify
 from damo_core.storage import StorageError, open_store
@@ -48,12 +47,12 @@ def test_unify_from_and_to_bucket(s3_bucket: str, tmp_path: Path) -> None:
     assert oi_row["path"] == f"{base}/oi/images/i1.jpg" and oi_row["classes"] == [0]
     coco_rows = [r for r in rows if r["source"] == "coco"]
     assert all(r["path"].startswith(f"{base}/coco/images/train/") for r in coco_rows)
-    # The trainer export downloads S3 images (only COCO ones exist, so export COCO alone).
+    # Training reads the S3 images where they lie, through the cache (only COCO's exist).
     coco_only = f"s3://{s3_bucket}/unified-coco"
-    unify(sources[:1], f"s3://{s3_bucket}/labels.csv", coco_only, progress=False)
-    spec = load_dataset_yaml(export_coco(coco_only, tmp_path / "train", val_fraction=0.3))
-    train = CocoDetection.from_spec(spec, "train")
-    assert str(tmp_path / "train" / "images" / "coco") in train[0].file_name
+    unify(sources[:1], f"s3://{s3_bucket}/labels.csv", coco_only, val_fraction=0.3,
+          progress=False)
+    train = ManifestDetection(coco_only, "train")
+    assert train.path(0).startswith(f"{base}/coco/images/train/")
     assert train[0].image.shape == (64, 64, 3)
 
 

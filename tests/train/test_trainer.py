@@ -112,22 +112,31 @@ def test_integral_floats_from_json_transports_are_accepted_as_ints():
         load_train_config(overrides={"epochs": 1.5})
 
 
-def test_sampling_weights_of_a_unified_dataset_drive_the_loader(tiny_data, tmp_path):
-    """``damo data unify`` writes per-image weights; the trainer draws by them, and a weights
-    file that does not fit the images is an error naming the file."""
-    import numpy as np
-    import yaml
+def test_sampling_weights_of_a_manifest_drive_the_loader(tiny_data, tmp_path):
+    """A manifest with sampling on is drawn by its per-image weights (train rows only); a
+    weights table that does not fit the manifest is an error naming the file."""
+    import shutil
 
-    raw = yaml.safe_load(tiny_data.read_text())
-    root = tiny_data.parent
-    weights = np.zeros(len(json.loads((root / raw["train"]).read_text())["images"]))
-    weights[3] = 1.0
-    np.save(root / "w.npy", weights)
-    weighted = root / "weighted.yaml"
-    weighted.write_text(yaml.safe_dump({**raw, "sampling_weights": "w.npy"}))
-    sampler = _trainer(weighted, tmp_path / "run").loader().sampler
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from damo_core.data.errors import DatasetError
+    from damo_core.data.resolve import manifest_for
+
+    manifest = tmp_path / "manifest"
+    shutil.copytree(manifest_for(tiny_data), manifest)
+    summary = json.loads((manifest / "summary.json").read_text())
+    summary["sampling"]["enabled"] = True
+    (manifest / "summary.json").write_text(json.dumps(summary))
+    splits = pq.read_table(manifest / "manifest" / "data-00000.parquet",
+                           columns=["split"]).column("split").to_pylist()
+    train_rows = [i for i, s in enumerate(splits) if s == "train"]
+    weights = np.zeros(len(splits))
+    weights[train_rows[3]] = 1.0
+    pq.write_table(pa.table({"weight": weights}), manifest / "sampling_weights.parquet")
+    sampler = _trainer(manifest, tmp_path / "run").loader().sampler
     assert set(sampler) == {3}
-    np.save(root / "short.npy", weights[:-1])
-    weighted.write_text(yaml.safe_dump({**raw, "sampling_weights": "short.npy"}))
-    with pytest.raises(ValueError, match="short.npy"):
-        _trainer(weighted, tmp_path / "run2").loader()
+    pq.write_table(pa.table({"weight": weights[:-1]}), manifest / "sampling_weights.parquet")
+    with pytest.raises(DatasetError, match="sampling_weights.parquet"):
+        _trainer(manifest, tmp_path / "run2")

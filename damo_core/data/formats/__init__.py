@@ -4,8 +4,9 @@ A source is written ``NAME[:FORMAT]=URI[,images=URI][,classes=URI][,split=train|
 CLI's ``--source``; ``split`` puts all of the source's images in that split):
 ``coco=/data/coco/instances_train2017.json,images=/data/coco/train2017``,
 ``oi=s3://bkt/oi/train-annotations-bbox.csv,classes=s3://bkt/oi/class-descriptions.csv``.
-FORMAT defaults to NAME when NAME is a format (``coco``, ``o365``, ``oi``, ``yolo``, ``voc``).
-COCO/O365/OI URIs name the annotation file; YOLO/VOC URIs name the dataset directory.
+FORMAT defaults to NAME when NAME is a format (``coco``, ``o365``, ``oi``, ``yolo``, ``voc``,
+``ultralytics``). COCO/O365/OI URIs name the annotation file; YOLO/VOC URIs name the dataset
+directory; ULTRALYTICS URIs name the ``data.yaml`` (whose ``train``/``val`` give the split).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from damo_core.data.errors import DatasetError
 from damo_core.data.formats.base import ImageRecord, SourceClass, SourceReader
 from damo_core.data.formats.coco_json import CocoJsonReader
 from damo_core.data.formats.openimages import OpenImagesReader, read_class_descriptions
+from damo_core.data.formats.ultralytics import UltralyticsReader
 from damo_core.data.formats.voc import VocReader
 from damo_core.data.formats.yolo import YoloReader
 from damo_core.storage import Store, open_store
@@ -25,7 +27,7 @@ __all__ = ["FORMATS", "SPLITS", "ImageRecord", "SourceClass", "SourceReader", "S
            "open_source", "parse_source"]
 
 # Objects365 ships COCO-style JSON: same reader, its own name in manifests and mappings.
-FORMATS: tuple[str, ...] = ("coco", "o365", "oi", "yolo", "voc")
+FORMATS: tuple[str, ...] = ("coco", "o365", "oi", "yolo", "voc", "ultralytics")
 _OPTIONS = ("images", "classes", "split")
 SPLITS = ("train", "val")
 OI_DEFAULT_CLASSES = "class-descriptions-boxable.csv"
@@ -90,6 +92,8 @@ def open_source(spec: SourceSpec | str, *, skip_invalid: bool = False) -> Source
                                   images=spec.images, skip_invalid=skip_invalid)
     elif spec.format == "yolo":
         reader = YoloReader(open_store(spec.uri), images=spec.images, skip_invalid=skip_invalid)
+    elif spec.format == "ultralytics":
+        reader = UltralyticsReader(spec.uri, images=spec.images, skip_invalid=skip_invalid)
     else:
         reader = VocReader(open_store(spec.uri), images=spec.images, skip_invalid=skip_invalid)
     reader.format_name = spec.format

@@ -10,11 +10,12 @@ from pathlib import PurePosixPath
 import numpy as np
 import yaml
 
+from damo_core.data.coco import _Issues
 from damo_core.data.errors import DatasetError
 from damo_core.data.formats.base import ImageRecord, SourceClass, SourceReader
 from damo_core.storage import Store
 
-__all__ = ["IMAGE_SUFFIXES", "YoloReader"]
+__all__ = ["IMAGE_SUFFIXES", "YoloReader", "parse_label_text"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -65,26 +66,52 @@ class YoloReader(SourceReader):
                               flags=np.zeros(len(classes), np.uint8))
 
     def _parse(self, key: str, text: str) -> tuple[np.ndarray, np.ndarray]:
-        issues = self.issues(self.store.uri(key))
-        boxes: list[list[float]] = []
-        classes: list[int] = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            cls_text, *coords = line.split()
-            try:  # unpacking fails with ValueError unless there are exactly 4 coordinates
-                cls, cx, cy, w, h = int(cls_text), *map(float, coords)
-            except ValueError:
-                issues.report("bad_line", f"line {lineno}: expected 'class cx cy w h', "
-                              f"got {line.strip()!r}")
-                continue
-            if not 0 <= cls < len(self._classes):
-                issues.report("unknown_category", f"line {lineno}: field 'class' value {cls} "
-                              f"is not in 0..{len(self._classes) - 1}")
-                continue
-            if w <= 0 or h <= 0:
-                issues.report("bad_bbox", f"line {lineno}: non-positive size w={w}, h={h}")
-                continue
-            boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-            classes.append(cls)
-        return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int32))
+        return parse_label_text(text, len(self._classes), self.issues(self.store.uri(key)))
+
+
+def parse_label_text(text: str, num_classes: int, issues: _Issues, *,
+                     polygons: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised xyxy boxes (unclipped) and class indices of one YOLO label file.
+
+    Shared by the YOLO and ultralytics readers so both name the same faults the same way.
+    ``polygons`` also reads ultralytics segment lines (``class x1 y1 x2 y2 x3 y3 ...``) as
+    their bounding box, as ultralytics does when it trains a detector on segment labels.
+    """
+    boxes: list[list[float]] = []
+    classes: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parsed = _label_numbers(line, polygons)
+        if parsed is None:
+            issues.report("bad_line", f"line {lineno}: expected 'class cx cy w h', "
+                          f"got {line.strip()!r}")
+            continue
+        cls, cx, cy, w, h = parsed
+        if not 0 <= cls < num_classes:
+            issues.report("unknown_category", f"line {lineno}: field 'class' value {cls} "
+                          f"is not in 0..{num_classes - 1}")
+            continue
+        if w <= 0 or h <= 0:
+            issues.report("bad_bbox", f"line {lineno}: non-positive size w={w}, h={h}")
+            continue
+        boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        classes.append(cls)
+    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int32))
+
+
+def _label_numbers(line: str, polygons: bool) -> tuple[int, float, float, float, float] | None:
+    """``(class, cx, cy, w, h)`` of one label line, or None when the line is malformed."""
+    cls_text, *coords = line.split()
+    try:
+        cls, values = int(cls_text), [float(v) for v in coords]
+    except ValueError:
+        return None
+    if polygons and len(values) >= 6 and len(values) % 2 == 0:
+        xs, ys = values[0::2], values[1::2]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        return cls, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
+    if len(values) != 4:
+        return None
+    cx, cy, w, h = values
+    return cls, cx, cy, w, h
