@@ -11,14 +11,17 @@ its image; see :mod:`pipelines.containers`. Parameters, DAG, progress and summar
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from damo_core.data.blob_cache import CACHE_DIR_ENV
 from damo_core.serve.local_server import LocalTriton, stop_on_signals
 from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
 from pipelines.progress import StepProgress, count_steps
@@ -124,7 +127,8 @@ def run_local(params: dict[str, Any] | None = None,
     # the nvidia-pytriton wheel, Python-backend variant of the repository) for the whole run.
     # SIGTERM/SIGHUP stop it like Ctrl-C (process group killed, temporary directory removed).
     with stop_on_signals(), mode.server(repo, root / "tritonserver.log") as server, \
-            mode.watch() as exits, StepProgress(root, count_steps(_spec_dict())):
+            mode.watch() as exits, StepProgress(root, count_steps(_spec_dict())), \
+            _cache_visible_to_steps(root if containers else None):
         local.init(runner=mode.runner(server.admin_key), pipeline_root=str(root),
                    raise_on_error=True)
         mode.pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
@@ -138,6 +142,25 @@ def run_local(params: dict[str, Any] | None = None,
         raise RuntimeError(f"the local run left no run directory under {root}")
     return LocalRun(new_runs[-1], seconds, collect_tasks(new_runs[-1]), mode.step_images(),
                     list(getattr(exits, "exits", [])))
+
+
+@contextlib.contextmanager
+def _cache_visible_to_steps(root: Path | None) -> Iterator[None]:
+    """Step containers see only the pipeline root (mounted at its own path), so the data the
+    steps generate or cache (the synthetic set, converted datasets, S3 images) goes under it
+    for the run; ``DAMO_*`` variables reach the containers. ``None``: leave it as it is."""
+    if root is None:
+        yield
+        return
+    before = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(root / ".cache")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CACHE_DIR_ENV, None)
+        else:
+            os.environ[CACHE_DIR_ENV] = before
 
 
 def _spec_dict() -> dict[str, Any]:

@@ -15,9 +15,11 @@ OptionalModel = Annotated[str | None, typer.Option(
     "--model", help="Zoo name; alone: random init, for latency only (detections are noise); "
     "with --weights: the architecture of reference .pth weights. [default: none]")]
 Data = Annotated[Path, typer.Option(
-    "--data", help="dataset.yaml (see `damo data synth`), or the directory holding one.")]
+    "--data", help="Manifest directory (local or s3://, see `damo unify`), COCO dataset.yaml "
+    "(see `damo data synth`) or ultralytics data.yaml, or the directory holding one.")]
 OptionalData = Annotated[Path | None, typer.Option(
-    "--data", help="dataset.yaml whose train images calibrate INT8. [default: none]")]
+    "--data", help="Dataset (as for training) whose train images calibrate INT8. "
+    "[default: none]")]
 Weights = Annotated[Path, typer.Option(
     "--weights", help="Checkpoint written by `damo train` (best.pt), or its run directory.")]
 OptionalWeights = Annotated[Path | None, typer.Option(
