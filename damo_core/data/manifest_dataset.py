@@ -101,6 +101,7 @@ class ManifestDetection:
         _, self.box_flags = _flat(table.column("box_flags"), np.uint8)
         _, self.areas = _flat(table.column("areas"), np.float32)
         self.crowd = (self.box_flags & FLAG_CROWD) != 0
+        self.remote = bool(pc.any(pc.starts_with(self.paths, "s3://")).as_py())
         bad = (self.labels < 0) | (self.labels >= len(self.class_names))
         if bad.any():
             raise DatasetError(f"{self.ann_file}: field 'classes' holds {self.labels[bad][0]}, "
@@ -150,6 +151,8 @@ class ManifestDetection:
 
     def prefetch(self, indices: Iterable[int]) -> None:
         """Start fetching the S3 images of ``indices`` into the cache (local ones need not)."""
+        if not self.remote:
+            return
         uris = [self.path(i) for i in indices]
         remote = [u for u in uris if is_remote(u)]
         if remote:
@@ -173,6 +176,15 @@ class ManifestDetection:
                 raise DatasetError(f"{self._where(index)}: field '{field}' says {int(stated)} "
                                    f"but the file has {actual}")
         return image
+
+    def draw_summary(self, order: Iterable[int]) -> dict[str, Any]:
+        """Per-source shares and the rare-class multiple of the draws ``order``."""
+        from damo_core.data.sampling import draw_summary
+
+        encoded = self.sources.dictionary_encode()
+        return draw_summary(np.fromiter(order, np.int64), encoded.indices.to_numpy(),
+                            encoded.dictionary.to_pylist(), self.offsets, self.labels,
+                            self.class_names)
 
     # -- ground truth for COCO evaluation ------------------------------------------------------
     def image_size(self, index: int) -> tuple[int, int]:

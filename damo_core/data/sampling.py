@@ -172,3 +172,33 @@ class WeightedEpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.epoch_order()[self.rank::self.world_size].tolist())
+
+
+def draw_summary(order: np.ndarray, source_ids: np.ndarray, sources: Sequence[str],
+                 offsets: np.ndarray, classes: np.ndarray, class_names: Sequence[str]
+                 ) -> dict[str, object]:
+    """What one epoch's draws amount to, against taking every image once: each source's share
+    of the draws, and how many times more often the rarest class's images are drawn (the
+    class-aware multiple). For the run's log, where a wrong weight shows at a glance."""
+    n, drawn = len(source_ids), np.asarray(order, np.int64)
+    if n == 0 or len(drawn) == 0:
+        raise DatasetError("no images to draw from")
+    per_source = np.bincount(source_ids[drawn], minlength=len(sources)) / len(drawn)
+    base = np.bincount(source_ids, minlength=len(sources)) / n
+    owner = np.repeat(np.arange(n), np.diff(offsets))
+    has = np.zeros((n, len(class_names)), bool)
+    has[owner, classes] = True
+    images_with = has.sum(axis=0)
+    present = np.flatnonzero(images_with)
+    summary: dict[str, object] = {
+        "draws": int(len(drawn)),
+        "source_share": {s: round(float(v), 4) for s, v in zip(sources, per_source, strict=True)},
+        "source_share_once_each": {s: round(float(v), 4)
+                                   for s, v in zip(sources, base, strict=True)},
+    }
+    if len(present):
+        rare = int(present[np.argmin(images_with[present])])
+        drawn_share = has[drawn, rare].mean()
+        summary.update(rare_class=class_names[rare], rare_class_images=int(images_with[rare]),
+                       rare_class_multiple=round(float(drawn_share / (images_with[rare] / n)), 3))
+    return summary

@@ -25,6 +25,7 @@ from damo_core.atomic import atomic_write_bytes
 from damo_core.data.fit import set_model_fit
 from damo_core.data.loader import DetectionDataset, EpochSampler, collate
 from damo_core.data.manifest_dataset import ManifestDetection
+from damo_core.data.prefetch import PrefetchSampler
 from damo_core.data.resolve import manifest_for
 from damo_core.errors import InputNotFoundError, OutputExistsError
 from damo_core.eval import EvalResult, evaluate, plot_pr_curve
@@ -131,12 +132,32 @@ class Trainer:
             from damo_core.data.sampling import WeightedEpochSampler
 
             sampler = WeightedEpochSampler(self.dataset, source.weights, self.cfg.seed)
+            self._report_draws(sampler)
         if self.env.enabled:
             sampler = ShardSampler(sampler, self.env)
+        if isinstance(source, ManifestDetection) and source.remote:
+            sampler = PrefetchSampler(sampler, source)
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.batch, sampler=sampler, num_workers=self.cfg.workers,
             collate_fn=collate, drop_last=len(self.dataset) >= 2 * self.batch,
         )
+
+    def _report_draws(self, sampler: Any) -> None:
+        """Log what the sampling weights draw in the first epoch (every rank draws the same
+        order and takes its slice, so rank 0's summary holds for the run)."""
+        if not self.env.is_main:
+            return
+        self.dataset.set_epoch(self.start_epoch)
+        summary = self.dataset.source.draw_summary(sampler.epoch_order())
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in summary["source_share"].items())
+        line = f"sampling: drawn per-source shares {shares}"
+        if "rare_class" in summary:
+            line += (f"; rarest class {summary['rare_class']!r} "
+                     f"({summary['rare_class_images']} images) drawn "
+                     f"{summary['rare_class_multiple']:.2f}x as often as once per epoch")
+        tqdm.write(line)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "sampling.json").write_text(json.dumps(summary, indent=1))
 
     def schedule(self, steps_per_epoch: int) -> dict[str, int]:
         cfg = self.cfg

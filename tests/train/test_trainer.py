@@ -135,8 +135,17 @@ def test_sampling_weights_of_a_manifest_drive_the_loader(tiny_data, tmp_path):
     weights = np.zeros(len(splits))
     weights[train_rows[3]] = 1.0
     pq.write_table(pa.table({"weight": weights}), manifest / "sampling_weights.parquet")
-    sampler = _trainer(manifest, tmp_path / "run").loader().sampler
+    trainer = _trainer(manifest, tmp_path / "run")
+    sampler = trainer.loader().sampler
     assert set(sampler) == {3}
+    drawn = json.loads((tmp_path / "run" / "sampling.json").read_text())
+    assert drawn["draws"] == len(train_rows) and drawn["source_share"] == {"data": 1.0}
+    only = trainer.dataset.source.labels[trainer.dataset.source.offsets[3]:
+                                         trainer.dataset.source.offsets[4]]
+    if drawn["rare_class"] in {trainer.class_names[c] for c in only}:
+        assert drawn["rare_class_multiple"] > 1  # every draw holds the rare class
+    else:
+        assert drawn["rare_class_multiple"] == 0
     pq.write_table(pa.table({"weight": weights[:-1]}), manifest / "sampling_weights.parquet")
     with pytest.raises(DatasetError, match="sampling_weights.parquet"):
         _trainer(manifest, tmp_path / "run2")
