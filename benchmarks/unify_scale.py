@@ -1,42 +1,56 @@
 """Unification at scale: an OpenImages-style box CSV of 2 M boxes plus a COCO-style JSON of
-500 k boxes, unified into Parquet manifests. Prints wall time, peak RSS and boxes/s.
+500 k boxes, unified into Parquet manifests, read from and written to a local directory and
+to an S3 endpoint. Prints wall time, peak RSS and boxes/s for each, and PASS/FAIL against the
+2 GiB peak-RSS budget (exit status 1 on any FAIL).
 
-The inputs are generated here (seeded, in chunks, so generation itself stays small); the
-label space is proposed from the two sources' classes. Peak RSS is the process maximum from
-``resource.getrusage`` and includes the generation step, so it is an upper bound for unify.
+The inputs are generated once (seeded, in chunks, so generation itself stays small). Each
+unify -- proposing the label space from the two sources' classes, then ``unify`` -- runs in
+a fresh child process that reports its own ``ru_maxrss``, so the peak RSS is unify's alone
+(interpreter and imports included), not the generator's or the S3 server's. For ``--s3`` a
+moto S3 server is started on 127.0.0.1 (``moto[server]``), the annotation files are uploaded
+(images are not needed: manifests only reference them), and the sources, the label-space CSV
+and the output manifest are all ``s3://`` URIs; the server is stopped by PID at the end.
 
-    python benchmarks/unify_scale.py                      # 2 M + 500 k boxes in a temp dir
-    python benchmarks/unify_scale.py --oi-boxes 200000 --coco-boxes 50000 --keep /tmp/bench
+    python benchmarks/unify_scale.py                      # local, then S3 (default: both)
+    python benchmarks/unify_scale.py --s3                 # S3 only
+    python benchmarks/unify_scale.py --local --oi-boxes 200000 --coco-boxes 50000 --keep /tmp/b
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from damo_core.data.formats import open_source
-from damo_core.data.labelspace import propose
-from damo_core.data.unify import unify
-
+BUDGET_GIB = 2.0
 CHUNK = 100_000
 BOXES_PER_IMAGE = 8
+OI_BOXES, OI_CLASSES, COCO = "oi-boxes.csv", "oi-classes.csv", "coco.json"
+START_TIMEOUT_S = 30.0
 
 
-def write_openimages(root: Path, boxes: int, classes: int, seed: int) -> str:
-    """Box CSV (V6 columns) + class descriptions; returns the source spec."""
+def write_openimages(root: Path, boxes: int, classes: int, seed: int) -> list[Path]:
+    """Box CSV (V6 columns) + class descriptions; returns the files written."""
     rng = np.random.default_rng(seed)
     mids = [f"/m/bench{i:04d}" for i in range(classes)]
     desc = "\n".join(f"{m},Thing {i}" for i, m in enumerate(mids)) + "\n"
-    (root / "oi-classes.csv").write_text(desc)
-    path = root / "oi-boxes.csv"
+    (root / OI_CLASSES).write_text(desc)
+    path = root / OI_BOXES
     with pacsv.CSVWriter(path, _oi_schema()) as writer:
         for start in range(0, boxes, CHUNK):
             n = min(CHUNK, boxes - start)
@@ -52,7 +66,7 @@ def write_openimages(root: Path, boxes: int, classes: int, seed: int) -> str:
                 "IsOccluded": flag, "IsTruncated": flag, "IsGroupOf": 1 - flag,
                 "IsDepiction": np.zeros(n, "i1"), "IsInside": np.zeros(n, "i1"),
             }, schema=_oi_schema()))
-    return f"oi={path},classes={root / 'oi-classes.csv'}"
+    return [path, root / OI_CLASSES]
 
 
 def _oi_schema() -> pa.Schema:
@@ -64,11 +78,11 @@ def _oi_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def write_coco(root: Path, boxes: int, classes: int, seed: int) -> str:
+def write_coco(root: Path, boxes: int, classes: int, seed: int) -> list[Path]:
     """COCO JSON written in chunks (boxes sometimes reach past the image: clipped)."""
     rng = np.random.default_rng(seed)
     images = -(-boxes // BOXES_PER_IMAGE)
-    path = root / "coco.json"
+    path = root / COCO
     with path.open("w") as f:
         f.write('{"categories": ')
         json.dump([{"id": i + 1, "name": f"thing {i}"} for i in range(classes)], f)
@@ -90,37 +104,189 @@ def write_coco(root: Path, boxes: int, classes: int, seed: int) -> str:
                 f'{wh[k, 1]}], "area": {wh[k, 0] * wh[k, 1]:.1f}, "iscrowd": 0}}'
                 for k in range(n)))
         f.write("]}")
-    return f"coco={path}"
+    return [path]
+
+
+
+
+def source_specs(base: str) -> list[str]:
+    """The two sources' specs with their files under ``base`` (a directory or ``s3://``)."""
+    return [f"oi={base}/{OI_BOXES},classes={base}/{OI_CLASSES}", f"coco={base}/{COCO}"]
+
+
+def unify_job(sources: list[str], labels_dir: str, out: str) -> dict:
+    """The measured part, in a fresh process: propose the label space, unify, own peak RSS."""
+    from damo_core.data.formats import open_source
+    from damo_core.data.labelspace import propose
+    from damo_core.data.unify import unify
+    from damo_core.storage import open_store
+
+    peaks = {"imports": _peak_rss()}
+    t0 = time.perf_counter()
+    readers = {s.split("=")[0]: open_source(s) for s in sources}
+    proposal = propose({n: (r.format_name, r.classes) for n, r in readers.items()})
+    labels = open_store(labels_dir).write_text("labels.csv", proposal.label_space.to_csv())
+    del readers
+    t1 = time.perf_counter()
+    peaks["proposal"] = _peak_rss()
+    result = unify(sources, labels, out, progress=False)
+    t2 = time.perf_counter()
+    peaks["unify"] = _peak_rss()
+    return {"propose_s": t1 - t0, "unify_s": t2 - t1, "peak": peaks, "out": result.out,
+            "classes": result.num_classes, "images": result.num_images,
+            "boxes": result.num_boxes, "sources": result.summary["sources"]}
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set so far, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_unify(sources: list[str], labels_dir: str, out: str) -> dict:
+    """:func:`unify_job` in a child interpreter (inherits the environment, S3 settings too)."""
+    job = json.dumps({"sources": sources, "labels_dir": labels_dir, "out": out})
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", job], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode:
+        raise SystemExit(f"unify child exited with {proc.returncode}:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["child_s"] = time.perf_counter() - t0
+    return result
+
+
+@contextlib.contextmanager
+def moto_s3(log: Path) -> Iterator[tuple[str, int]]:
+    """moto's S3 server on a free loopback port: (URL, PID); bounded startup wait, stopped
+    by PID."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(url):
+            if proc.poll() is not None:
+                raise SystemExit(f"moto server exited with {proc.returncode}: "
+                                 f"{log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"moto server at {url} not ready after {START_TIMEOUT_S} s")
+            time.sleep(0.2)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0):  # noqa: S310 - loopback
+            return True
+    except urllib.error.HTTPError:
+        return True  # an S3 error document: the server is up
+    except OSError:
+        return False
+
+
+def _server_peak(pid: int) -> float:
+    """The S3 server's own peak RSS in GiB (VmHWM), reported beside but not in the budget."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def bench_s3(files: list[Path], root: Path, bucket: str) -> tuple[dict, str]:
+    """Upload the annotation files to a fresh moto server and unify bucket to bucket."""
+    from damo_core.storage import open_store
+    from damo_core.storage.s3 import S3Store
+
+    with moto_s3(root / "moto_server.log") as (url, pid):
+        os.environ.update({"DAMO_S3_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"})
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        S3Store(bucket).ensure_bucket()
+        t0 = time.perf_counter()
+        src = open_store(f"s3://{bucket}/src")
+        for path in files:
+            src.put_file(path, path.name)
+        size = sum(p.stat().st_size for p in files) / 2**20
+        note = (f"uploaded {size:,.0f} MiB to {url} in {time.perf_counter() - t0:.1f} s")
+        result = run_unify(source_specs(f"s3://{bucket}/src"), f"s3://{bucket}",
+                           f"s3://{bucket}/unified")
+        note += f"; moto server peak RSS {_server_peak(pid):.2f} GiB (not counted)"
+    return result, note
+
+
+def host_line() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    return (f"host: {cpu}, {os.cpu_count()} cores ({usable} usable), python "
+            f"{sys.version.split()[0]}, pyarrow {pa.__version__}, numpy {np.__version__}")
+
+
+def report(where: str, r: dict, total_in: int) -> bool:
+    """Print one target's numbers; True when its peak RSS is within the budget."""
+    peak = {k: v / 2**30 for k, v in r["peak"].items()}
+    ok = peak["unify"] < BUDGET_GIB
+    print(f"[{where}] -> {r['out']}")
+    print(f"  label space: {r['classes']} classes proposed in {r['propose_s']:.1f} s")
+    print(f"  unified {r['images']} images, {r['boxes']} boxes in {r['unify_s']:.1f} s: "
+          f"{total_in / r['unify_s']:,.0f} boxes/s (child process {r['child_s']:.1f} s)")
+    print(f"  peak RSS {peak['unify']:.2f} GiB (after imports {peak['imports']:.2f}, after "
+          f"proposal {peak['proposal']:.2f}): {'PASS' if ok else 'FAIL'} "
+          f"(budget < {BUDGET_GIB:g} GiB)")
+    for name, st in r["sources"].items():
+        print(f"    {name}: images {st['images']}, boxes {st['boxes']}, clipped {st['clipped']}, "
+              f"dropped outside {st['dropped_outside']}")
+    return ok
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oi-boxes", type=int, default=2_000_000)
     parser.add_argument("--coco-boxes", type=int, default=500_000)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="local directory only")
+    where.add_argument("--s3", action="store_true", help="S3 (moto on 127.0.0.1) only")
+    parser.add_argument("--bucket", default="damo-bench")
     parser.add_argument("--keep", type=Path, help="work here instead of a temp dir")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(unify_job(**json.loads(args.child))))
+        return
+    print(host_line())
+    total_in = args.oi_boxes + args.coco_boxes
+    ok = True
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        sources = [write_openimages(root, args.oi_boxes, 500, 0),
-                   write_coco(root, args.coco_boxes, 80, 1)]
-        t1 = time.perf_counter()
-        readers = {s.split("=")[0]: open_source(s) for s in sources}
-        proposal = propose({n: (r.format_name, r.classes) for n, r in readers.items()})
-        (root / "labels.csv").write_text(proposal.label_space.to_csv())
-        result = unify(sources, str(root / "labels.csv"), root / "out", progress=False)
-        t2 = time.perf_counter()
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    total_in = args.oi_boxes + args.coco_boxes
-    print(f"generated {total_in} boxes in {t1 - t0:.1f} s")
-    print(f"unified {result.num_images} images, {result.num_boxes} boxes "
-          f"({len(proposal.label_space.classes)} classes) in {t2 - t1:.1f} s: "
-          f"{total_in / (t2 - t1):,.0f} boxes/s")
-    print(f"peak RSS {peak_gib:.2f} GiB ({'under' if peak_gib < 2 else 'OVER'} the 2 GiB budget)")
-    for name, stats in result.summary["sources"].items():
-        print(f"  {name}: images {stats['images']}, boxes {stats['boxes']}, "
-              f"clipped {stats['clipped']}, dropped outside {stats['dropped_outside']}")
+        files = [*write_openimages(root, args.oi_boxes, 500, 0),
+                 *write_coco(root, args.coco_boxes, 80, 1)]
+        print(f"generated {total_in} boxes in {time.perf_counter() - t0:.1f} s")
+        if not args.s3:
+            ok &= report("local", run_unify(source_specs(str(root)), str(root),
+                                            str(root / "out")), total_in)
+        if not args.local:
+            result, note = bench_s3(files, root, args.bucket)
+            print(note)
+            ok &= report("s3", result, total_in)
+    if not ok:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

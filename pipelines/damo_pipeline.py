@@ -85,8 +85,9 @@ def _deployer(task: dsl.PipelineTask) -> dsl.PipelineTask:
 @dsl.pipeline(name=PIPELINE_NAME, description="DAMO-YOLO: data, NAS, teacher, L→M→S→T "
               "distillation, COCO evaluation, gate and deployment.")
 def damo_pipeline(
-    data_source: str = "synthetic",
+    sources: list = ["synthetic"],  # noqa: B006
     label_space: str = "",
+    sampling: dict = {},  # noqa: B006
     synth_classes: int = 4,
     synth_images: int = 160,
     synth_image_size: int = 256,
@@ -114,7 +115,7 @@ def damo_pipeline(
     gpus_per_node: int = 1,
     workspace_pvc: str = "damo-workspace",
 ) -> None:
-    data = _cpu_step(unify(source=data_source, label_space=label_space,
+    data = _cpu_step(unify(sources=sources, label_space=label_space, sampling=sampling,
                            num_classes=synth_classes, num_images=synth_images,
                            image_size=synth_image_size, seed=seed)).set_display_name("unify")
     names = {"L": model_l, "M": model_m, "S": model_s, "T": model_t}

@@ -100,6 +100,16 @@ def _check_values(params: dict[str, Any], source: str) -> None:
                        merged["workspace_pvc"])
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
+    from damo_core.data.sampling import SamplingSettings
+
+    try:
+        SamplingSettings.from_dict(merged["sampling"] or None, source="sampling")
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    sources = merged["sources"]
+    if not sources or not all(isinstance(s, str) and s for s in sources):
+        raise fail("sources", "must be a non-empty list of sources (synthetic, a dataset "
+                              "yaml, or NAME=URI)")
     for key in ("synth_classes", "synth_images", "synth_image_size", "bench_runs"):
         if merged[key] < 1:
             raise fail(key, "must be at least 1")

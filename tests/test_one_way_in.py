@@ -167,7 +167,7 @@ def test_component_calls_its_entry_once(name: str, monkeypatch: pytest.MonkeyPat
         elif param.default is not inspect.Parameter.empty:
             continue
         else:
-            kwargs[param.name] = {"int": 1, "float": 0.5, "str": "x", "dict": {},
+            kwargs[param.name] = {"int": 1, "float": 0.5, "str": "x", "dict": {}, "list": ["x"],
                                   "bool": False}[param.annotation.__name__]
     fn(**kwargs)
     assert len(calls) == 1

@@ -1,30 +1,37 @@
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Dataset, Markdown, Metrics, Output
 
 from components._image import DAMO_IMAGE
 
 
 @dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
-def unify(source: str, label_space: str, num_classes: int, num_images: int, image_size: int,
-          seed: int, dataset: Output[Dataset]) -> int:
+def unify(sources: list, label_space: str, sampling: dict, num_classes: int, num_images: int,
+          image_size: int, seed: int, dataset: Output[Dataset], counts: Output[Metrics],
+          summary: Output[Markdown]) -> int:
     """The training data as one manifest directory (Parquet manifests, label space, sampling
     weights, counts and plots; images stay where the sources keep them).
 
     Args:
-        source: "synthetic" (the bundled generator), the path of a dataset.yaml or
-            ultralytics data.yaml, or several NAME[:FORMAT]=URI sources separated by ";"
-            (unified over label_space).
-        label_space: mapping CSV (path or s3://) or preset:NAME, for several sources; empty
-            proposes one from the class names.
+        sources: ["synthetic"] (the bundled generator), [a dataset.yaml or ultralytics
+            data.yaml], or NAME[:FORMAT]=URI[,classes=URI][,split=train|val] sources unified
+            over label_space.
+        label_space: a preset name (coco-o365-oi), a mapping CSV (path or s3://), or empty to
+            propose one from the class names (collisions reported on the page).
+        sampling: enabled, alpha, class_aware, rfs_threshold, val_fraction (see
+            damo_core.data.sampling.SamplingSettings).
         num_classes, num_images, image_size, seed: synthetic-set settings (seed also splits
-            unified sources into train and val).
+            sources that bring no split of their own).
     Returns:
         The number of classes.
     """
     from damo_core.steps.unify import run
 
-    meta = run(source.split(";"), dataset.path, label_space=label_space,
-               num_classes=num_classes, num_images=num_images, image_size=image_size,
-               seed=seed)
+    meta = run(sources, dataset.path, label_space=label_space, num_classes=num_classes,
+               num_images=num_images, image_size=image_size, seed=seed, sampling=sampling,
+               report_md=summary.path)
     dataset.metadata.update(meta)
+    for name, counted in meta["sources"].items():
+        counts.log_metric(f"{name}_images", counted["images"])
+        counts.log_metric(f"{name}_boxes", counted["boxes"])
+    counts.log_metric("collisions", len(meta["collisions"]))
     return meta["num_classes"]

@@ -33,8 +33,9 @@ def synth(
 
 
 SourceOpt = Annotated[list[str], typer.Option(
-    "--source", help="NAME[:FORMAT]=URI[,images=URI][,classes=URI]; FORMAT: coco, o365, oi, "
-    "yolo, voc (default: NAME). URI: local path or s3://bucket/key.")]
+    "--source", help="NAME[:FORMAT]=URI[,images=URI][,classes=URI][,split=train|val]; FORMAT: "
+    "coco, o365, oi, yolo, voc, ultralytics (default: NAME). URI: local path or "
+    "s3://bucket/key.")]
 
 
 @data_app.command("labelspace")
@@ -77,19 +78,25 @@ def unify(
     val_fraction: Annotated[float, typer.Option(help="Unified: share of images in val.")] = 0.05,
     alpha: Alpha = 0.5,
     rfs_threshold: RfsThreshold = 0.001,
+    class_aware: Annotated[bool, typer.Option(
+        "--class-aware/--no-class-aware", help="Repeat images of rare classes.")] = True,
     sampling: Annotated[bool, typer.Option(
         "--sampling/--no-sampling", help="Train by the sampling weights (else every image "
         "once per epoch).")] = True,
     skip_invalid: SkipInvalid = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write the unification page (Markdown) here.")] = None,
 ) -> None:
     """The training data as one manifest directory in OUT, as the pipeline's unify step."""
     import json
 
     from damo_core.steps.unify import run
 
+    settings = {"enabled": sampling, "alpha": alpha, "class_aware": class_aware,
+                "rfs_threshold": rfs_threshold, "val_fraction": val_fraction}
     meta = run(source, out, label_space=label_space, num_classes=classes, num_images=images,
-               image_size=img_size, seed=seed, val_fraction=val_fraction, alpha=alpha,
-               rfs_threshold=rfs_threshold, sampling=sampling, skip_invalid=skip_invalid)
+               image_size=img_size, seed=seed, sampling=settings, skip_invalid=skip_invalid,
+               report_md=report)
     typer.echo(json.dumps(meta, indent=2))
 
 

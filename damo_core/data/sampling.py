@@ -32,9 +32,35 @@ from torch.utils.data import Sampler
 
 from damo_core.data.errors import DatasetError
 from damo_core.errors import UserInputError
+from damo_core.settings import Settings
 
-__all__ = ["SamplingPlan", "WeightedEpochSampler", "class_image_fraction", "image_weights",
-           "manifest_csr", "plan_sampling", "repeat_factors", "source_shares"]
+__all__ = ["SamplingPlan", "SamplingSettings", "WeightedEpochSampler", "class_image_fraction",
+           "draw_summary", "image_weights", "manifest_csr", "plan_sampling", "repeat_factors",
+           "source_shares"]
+
+
+@dataclass(frozen=True)
+class SamplingSettings(Settings):
+    """How unification splits the images and how training will draw them (the unify step's
+    ``sampling`` parameter, ``damo unify``'s options)."""
+
+    noun = "sampling setting"
+
+    enabled: bool = True  # train by the weights; off: every train image once per epoch
+    alpha: float = 0.5  # source smoothing: a source's share ~ size^alpha
+    class_aware: bool = True  # repeat factors for images of rare classes
+    rfs_threshold: float = 0.001  # class frequency below which a class counts as rare
+    val_fraction: float = 0.05  # share of images without a split of their own put in val
+
+    def check(self) -> None:
+        self.require(0.0 <= self.alpha <= 1.0, "alpha", "must be in [0, 1]")
+        self.require(0.0 <= self.rfs_threshold <= 1.0, "rfs_threshold", "must be in [0, 1]")
+        self.require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+
+    @property
+    def threshold(self) -> float:
+        """The repeat-factor threshold in force (0 turns the class-aware part off)."""
+        return self.rfs_threshold if self.class_aware else 0.0
 
 
 def source_shares(sizes: Mapping[str, int], alpha: float) -> dict[str, float]:

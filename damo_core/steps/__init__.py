@@ -35,8 +35,8 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("unify", "the training data as one dataset: synthetic, a dataset.yaml, or unified "
-         "sources"),
+    Step("unify", "the training data as one manifest directory: synthetic, a dataset.yaml or "
+         "data.yaml, or unified sources"),
     Step("nas", "MAE-NAS backbone search under params/GFLOPs budgets, as a model YAML"),
     Step("train", "train a model (the teacher) from scratch or from weights"),
     Step("distill", "distil a teacher into a student (CWD), then fine-tune"),

@@ -16,11 +16,12 @@ one ``dataset.yaml`` (COCO) or ultralytics ``data.yaml`` (its own classes and sp
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from damo_core.data.errors import DatasetError
+from damo_core.data.sampling import SamplingSettings
 from damo_core.errors import UserInputError
 
 SYNTHETIC = "synthetic"
@@ -28,20 +29,25 @@ SYNTHETIC = "synthetic"
 
 def run(sources: Sequence[str], out: str | Path, *, label_space: str = "",
         num_classes: int = 4, num_images: int = 160, image_size: int = 256, seed: int = 0,
-        val_fraction: float = 0.05, alpha: float = 0.5, rfs_threshold: float = 0.001,
-        sampling: bool = True, skip_invalid: bool = False) -> dict[str, Any]:
+        sampling: SamplingSettings | Mapping[str, Any] | None = None,
+        skip_invalid: bool = False, report_md: str | Path | None = None) -> dict[str, Any]:
     """Unify ``sources`` into the manifest directory ``out``; returns its metadata (class
-    names, images and boxes per split and source). ``num_classes``/``num_images``/
-    ``image_size`` size the synthetic set; ``val_fraction``, ``seed``, ``alpha``,
-    ``rfs_threshold`` (0: no class-aware repeats), ``sampling`` (off: every image once per
-    epoch) and ``skip_invalid`` apply to unification."""
+    names, images and boxes per split and source, name collisions of a proposed label
+    space). ``num_classes``/``num_images``/``image_size`` size the synthetic set; ``seed``
+    (the split), ``sampling`` (:class:`~damo_core.data.sampling.SamplingSettings` or its
+    mapping) and ``skip_invalid`` apply to unification. ``report_md`` receives the page the
+    KFP UI shows (per-source counts, dropped classes, collisions, sampling plots)."""
     from damo_core.data.resolve import convert_yaml
 
     sources = [s for s in sources if s]
     if not sources:
         raise UserInputError("unify: no source given (synthetic, a dataset.yaml or data.yaml, "
                              "or NAME=URI sources with a label space)")
-    options = {"alpha": alpha, "rfs_threshold": rfs_threshold, "sampling": sampling}
+    settings = (sampling if isinstance(sampling, SamplingSettings)
+                else SamplingSettings.from_dict(sampling, "sampling"))
+    options = {"alpha": settings.alpha, "rfs_threshold": settings.threshold,
+               "sampling": settings.enabled}
+    collisions: list[dict[str, Any]] = []
     if sources == [SYNTHETIC]:
         yaml_path = _synthetic(num_classes=num_classes, num_images=num_images,
                                image_size=image_size, seed=seed)
@@ -49,10 +55,15 @@ def run(sources: Sequence[str], out: str | Path, *, label_space: str = "",
     elif len(sources) == 1 and "=" not in sources[0]:
         convert_yaml(_yaml_of(sources[0]), out, skip_invalid=skip_invalid, **options)
     else:
-        collisions = _unify_sources(sources, label_space, out, val_fraction=val_fraction,
-                                    seed=seed, skip_invalid=skip_invalid, **options)
-        return {**dataset_metadata(out), "collisions": collisions}
-    return dataset_metadata(out)
+        collisions = _unify_sources(sources, label_space, out,
+                                    val_fraction=settings.val_fraction, seed=seed,
+                                    skip_invalid=skip_invalid, **options)
+    if report_md is not None:
+        from damo_core.atomic import atomic_write_text
+        from damo_core.data.unify_report import unify_markdown
+
+        atomic_write_text(report_md, unify_markdown(str(out), collisions))
+    return {**dataset_metadata(out), "collisions": collisions}
 
 
 def _yaml_of(source: str) -> Path:

@@ -76,7 +76,7 @@ def test_every_gated_model_was_deployed_to_the_local_triton(local_run):
 def test_a_failing_step_is_named_and_stops_its_dependants(tmp_path):
     missing = tmp_path / "nowhere" / "dataset.yaml"
     with pytest.raises(RuntimeError) as err:
-        run_local({**TINY, "data_source": str(missing)}, tmp_path / "kfp")
+        run_local({**TINY, "sources": [str(missing)]}, tmp_path / "kfp")
     assert "unify" in str(err.value)
     [run] = [p for p in (tmp_path / "kfp").iterdir() if p.name.startswith("damo-yolo")]
     ran = {q.name for q in run.iterdir()}
