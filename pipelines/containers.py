@@ -17,8 +17,9 @@ bind-mounted at its own path; this module supplies what that runner does not dec
   non-root user is tested by tests/containers/test_steps_in_containers.py); ``HOME=/tmp``
   because that uid has no home directory in the image;
 * **environment**: the host's ``DAMO_*`` variables (``DAMO_RUN_ID``, ``DAMO_PUSHGATEWAY``,
-  ...) and the local Triton's admin key, which the in-process run hands over through
-  ``os.environ`` but a container only gets explicitly;
+  ``DAMO_S3_ENDPOINT``, ...), the S3 credentials (``AWS_*``) and the local Triton's admin
+  key, which the in-process run hands over through ``os.environ`` but a container only gets
+  explicitly;
 * **network**: the host's, so 127.0.0.1 (the Triton container's ports) is the host's;
 * **exit codes**: KFP assumes success when an auto-removed container is gone before it asks
   for the exit code; :class:`ContainerExits` records every step container's ``die`` event
@@ -46,6 +47,9 @@ BUILD_HINT = "build it with scripts/images.sh cpu triton"
 DAEMON_HINT = 'start one with eval "$(scripts/dockerd.sh start)" or set DOCKER_HOST'
 RUN_LABEL = "damo-pipeline.run"  # marks the step containers of one run (events, clean-up)
 PASSED_ENV_PREFIX = "DAMO_"
+# the S3 credentials the storage layer reads (the local run's endpoint, or the user's)
+PASSED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+              "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
 EXIT_WAIT_S = 10.0  # for the last die events after the run (the daemon sends them in ms)
 
 
@@ -155,11 +159,13 @@ def with_images(pipeline: Any, images: Mapping[str, str]) -> Any:
 
 def step_environment(admin_key: str, environ: Mapping[str, str] | None = None,
                      ) -> dict[str, str]:
-    """The step containers' environment: the host's ``DAMO_*`` variables, the Triton admin
+    """The step containers' environment: the host's ``DAMO_*`` and S3 credential variables,
+    the Triton admin
     key (the deploy step's; in-process steps read it from ``os.environ``) and a writable
     ``HOME`` for a uid the image does not know."""
     environ = os.environ if environ is None else environ
-    passed = {k: v for k, v in environ.items() if k.startswith(PASSED_ENV_PREFIX)}
+    passed = {k: v for k, v in environ.items()
+              if k.startswith(PASSED_ENV_PREFIX) or k in PASSED_ENV}
     return {**passed, ADMIN_KEY_ENV: admin_key, "HOME": "/tmp"}
 
 

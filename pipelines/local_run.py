@@ -29,9 +29,11 @@ from pipelines.progress import StepProgress, count_steps
 TRITON_REPOSITORY = "triton-repository"
 
 # Reduced sizes so the whole DAG (four trainings included) fits minutes on 2 CPU cores.
+LOCAL_BUCKET = "damo-local"
 LOCAL_PARAMS: dict[str, Any] = {
     "preset": "cpu_quick",
-    "synth_images": 160,
+    "synth_images": 160,  # in all, over the three embedded sources
+    "sampling": {"val_fraction": 0.2},  # ~30 val images: enough for a readable AP
     # L at 128 px took ~2.5 min/epoch on a shared 2-core box; 96 px and one no-mosaic epoch
     # keep all four trainings within the local budget.
     "teacher_settings": {"epochs": 4, "img_size": 96, "no_aug_epochs": 1},
@@ -126,12 +128,14 @@ def run_local(params: dict[str, Any] | None = None,
     # The deploy steps load models into a real Triton server on 127.0.0.1 (the CPU build from
     # the nvidia-pytriton wheel, Python-backend variant of the repository) for the whole run.
     # SIGTERM/SIGHUP stop it like Ctrl-C (process group killed, temporary directory removed).
+    run_params = {**LOCAL_PARAMS, **(params or {})}
     with stop_on_signals(), mode.server(repo, root / "tritonserver.log") as server, \
             mode.watch() as exits, StepProgress(root, count_steps(_spec_dict())), \
-            _cache_visible_to_steps(root if containers else None):
+            _cache_visible_to_steps(root if containers else None), \
+            embedded_sources(root, run_params) as data_params:
         local.init(runner=mode.runner(server.admin_key), pipeline_root=str(root),
                    raise_on_error=True)
-        mode.pipeline(**{**LOCAL_PARAMS, **(params or {}), "triton_repository": str(repo),
+        mode.pipeline(**{**run_params, **data_params, "triton_repository": str(repo),
                          "triton_url": server.grpc_url, "triton_variant": "python"})
         if serving is not None:
             serving(server)
@@ -142,6 +146,41 @@ def run_local(params: dict[str, Any] | None = None,
         raise RuntimeError(f"the local run left no run directory under {root}")
     return LocalRun(new_runs[-1], seconds, collect_tasks(new_runs[-1]), mode.step_images(),
                     list(getattr(exits, "exits", [])))
+
+
+@contextlib.contextmanager
+def embedded_sources(root: Path, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The embedded default's data, unless ``params`` names ``sources``: three small sources
+    in their native formats (COCO JSON, Objects365 JSON, OpenImages CSV; overlapping,
+    ambiguous and long-tailed classes, :mod:`damo_core.data.synth_sources`), sized by
+    ``synth_images`` (in all) and ``synth_image_size``, uploaded to a moto S3 endpoint on
+    127.0.0.1 that lives as long as the run. The local copy is deleted once uploaded, so the
+    run reads every image from S3, as a cluster run would. Yields the ``sources`` and
+    ``label_space`` parameters that unify them by URI."""
+    if "sources" in params:
+        yield {}
+        return
+    import shutil
+    import tempfile
+
+    from damo_core.data.synth_sources import generate_sources, upload_sources
+    from damo_core.storage.local_s3 import local_s3
+    from damo_core.storage.s3 import S3Store
+
+    with local_s3(root / "s3-server.log"):
+        S3Store(LOCAL_BUCKET).ensure_bucket()
+        base = f"s3://{LOCAL_BUCKET}/sources"
+        scratch = Path(tempfile.mkdtemp(prefix="damo-sources-"))
+        try:
+            made = generate_sources(scratch / "sources",
+                                    images_per_source=max(2, int(params["synth_images"]) // 3),
+                                    image_size=int(params.get("synth_image_size", 256)),
+                                    seed=int(params.get("seed", 0)))
+            specs = upload_sources(made, base)
+            label_space = made.label_space_at(base)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        yield {"sources": list(specs), "label_space": label_space}
 
 
 @contextlib.contextmanager

@@ -69,6 +69,7 @@ def test_summary_takes_medians_and_judges_the_warm_ratio(capsys: pytest.CaptureF
     assert summary["ratios"]["S3 cold / local disk"] == pytest.approx(40.0 / 90.0)
     assert summary["ratios"]["local disk / consumption"] == pytest.approx(10.0)
     assert summary["warm_pass"] is True
+    assert summary["warm_ratio_per_round"] == pytest.approx([0.85, 1.2, 95 / 90], abs=1e-3)
     bench.print_report(summary, "header")
     printed = capsys.readouterr().out
     assert "(target >= 0.80): PASS" in printed

@@ -53,7 +53,7 @@ def fake_job(workspace: Path, seen: list[dict[str, Any]]):
 def test_train_with_pytorchjob_stages_runs_and_copies_back(tmp_path):
     data = tmp_path / "artifact_data"
     data.mkdir()
-    (data / "dataset.yaml").write_text("names: [a]\n")
+    (data / "summary.json").write_text("{}")  # a manifest directory (the unify artifact)
     model_yaml = tmp_path / "nas" / "damoyolo_l.yaml"
     model_yaml.parent.mkdir()
     model_yaml.write_text("name: damoyolo_l\n")
@@ -64,7 +64,7 @@ def test_train_with_pytorchjob_stages_runs_and_copies_back(tmp_path):
         settings={"epochs": 1}, run_job=fake_job(workspace, seen))
     assert outcome.state == "Succeeded"
     assert (tmp_path / "model_out" / "best.pt").read_bytes() == b"weights"
-    assert (workspace / "teacher-l" / "data" / "dataset.yaml").is_file()
+    assert (workspace / "teacher-l" / "data" / "summary.json").is_file()
     (job,) = seen
     spec = job["spec"]["pytorchReplicaSpecs"]
     assert spec["Worker"]["replicas"] == 2
@@ -76,8 +76,8 @@ def test_train_with_pytorchjob_stages_runs_and_copies_back(tmp_path):
 
 
 def test_missing_input_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no dataset.yaml"):
+    with pytest.raises(FileNotFoundError, match="no summary.json"):
         train_with_pytorchjob(tmp_path / "empty", tmp_path / "o", model="damoyolo_s", job_name="j",
                               image="i:1", workspace=tmp_path / "ws", volume_claim="c",
                               run_job=lambda job: pytest.fail("must not launch"))
-    assert not (tmp_path / "ws").exists()
+    assert not (tmp_path / "ws" / "j").exists()

@@ -15,9 +15,10 @@ from damo_core.train import load_trained
 from pipelines.local_run import run_local, summary_rows
 
 TINY = {
-    "synth_images": 16,
+    # the embedded default's three sources (COCO, Objects365, OpenImages), on a local S3
+    "synth_images": 18,
     "synth_image_size": 64,
-    "synth_classes": 2,
+    "sampling": {"val_fraction": 0.3},
     "model_l": "damoyolo_nl",
     "model_m": "damoyolo_nm",
     "model_s": "damoyolo_ns",
@@ -51,7 +52,7 @@ def test_chain_order_and_real_checkpoints(local_run):
     assert sorted(teachers, key=str) == sorted(["damoyolo_nl", "damoyolo_nm", "damoyolo_ns"])
     for rec in local_run.by_prefix("train") + local_run.by_prefix("distill"):
         model, meta = load_trained(rec.artifacts["model"]["uri"] + "/best.pt")
-        assert meta["num_classes"] == 2 and meta["image_size"] == 64
+        assert meta["num_classes"] == 8 and meta["image_size"] == 64
         assert all(torch.isfinite(p).all() for p in model.parameters())
     for name in ("damoyolo_nl", "damoyolo_nm", "damoyolo_ns"):
         row = rows[name]
@@ -106,3 +107,24 @@ def test_the_table_shows_what_the_checkpoints_evaluate_to(local_run):
     row = {r["model"]: r for r in summary_rows(local_run)}["damoyolo_nl"]
     assert again["AP"] == pytest.approx(row["AP"], abs=1e-9)
     assert again["AP50"] == pytest.approx(row["AP50"], abs=1e-9)
+
+
+def test_images_stay_in_s3_and_artifacts_stay_small(local_run):
+    """Every image of the run lives only in the run's S3 bucket: the manifest names them by
+    s3:// URI, no file the run wrote holds JPEG bytes, and the dataset artifact (manifests,
+    label space, counts, plots, weights) stays under 1 MB."""
+    from damo_core.data.unify import iter_manifest
+
+    [data] = local_run.by_prefix("unify")
+    manifest = Path(data.artifacts["dataset"]["uri"])
+    paths = [r["path"] for b in iter_manifest(manifest, ["path"]) for r in b.to_pylist()]
+    assert paths and all(p.startswith("s3://damo-local/sources/") for p in paths)
+    assert set(data.artifacts["dataset"]["sources"]) == {"coco", "o365", "oi"}
+    size = sum(p.stat().st_size for p in manifest.rglob("*") if p.is_file())
+    assert size < 1_000_000, size
+    for path in local_run.run_dir.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                assert f.read(3) != b"\xff\xd8\xff", f"{path} holds a JPEG"
+    page = Path(data.artifacts["summary"]["uri"]).read_text()  # the KFP UI's Markdown
+    assert "| coco | coco |" in page and page.count("data:image/png;base64,") == 2
