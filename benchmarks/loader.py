@@ -39,17 +39,13 @@ header prints the load and the policy; compare runs only at similar load, or pas
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,7 +55,6 @@ CASES = ("local disk", "S3 cold", "S3 warm")
 BASELINE = "local disk"
 WARM_TARGET = 0.8  # the issue's bar: warm-cache S3 at >= 0.8x local disk
 BUCKET = "loader-bench"
-START_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -102,47 +97,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # -- the S3 endpoint and the two manifests ----------------------------------------------------
-
-@contextlib.contextmanager
-def moto_server(log: Path) -> Iterator[str]:
-    """Start moto's S3 server on a free loopback port, point the S3 variables at it, and stop
-    it (by its PID) on the way out, whatever happened."""
-    from damo_core.serve.local_server import free_ports
-
-    exe = shutil.which("moto_server")
-    port = free_ports(1)[0]
-    url = f"http://127.0.0.1:{port}"
-    cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        _wait_ready(url, proc, log)
-        os.environ.update({"DAMO_S3_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"})
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}: "
-                               f"{log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url, timeout=1.0).close()  # noqa: S310 - loopback
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"moto server at {url} not ready after {START_TIMEOUT_S} s")
-
 
 def source_specs(root: str) -> list[str]:
     """The generated dataset's two splits as two COCO sources under ``root`` (dir or URI)."""
@@ -334,11 +288,13 @@ def machine_line(args: argparse.Namespace, image_size: int, train_images: int) -
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    from damo_core.storage.local_s3 import local_s3
+
     # Before anything builds a cache: every process (workers included) shares this root.
     os.environ["DAMO_CACHE_DIR"] = str(work / "cache")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    with moto_server(work / "moto_server.log"):
+    with local_s3(work / "moto_server.log"):
         local, remote, train_images = build_manifests(work, args)
         trainers = {"local": make_trainer(local, work / "run-local", args),
                     "s3": make_trainer(remote, work / "run-s3", args)}

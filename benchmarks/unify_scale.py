@@ -23,14 +23,10 @@ import contextlib
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +37,6 @@ BUDGET_GIB = 2.0
 CHUNK = 100_000
 BOXES_PER_IMAGE = 8
 OI_BOXES, OI_CLASSES, COCO = "oi-boxes.csv", "oi-classes.csv", "coco.json"
-START_TIMEOUT_S = 30.0
 
 
 def write_openimages(root: Path, boxes: int, classes: int, seed: int) -> list[Path]:
@@ -155,46 +150,6 @@ def run_unify(sources: list[str], labels_dir: str, out: str) -> dict:
     return result
 
 
-@contextlib.contextmanager
-def moto_s3(log: Path) -> Iterator[tuple[str, int]]:
-    """moto's S3 server on a free loopback port: (URL, PID); bounded startup wait, stopped
-    by PID."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                                 "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(url):
-            if proc.poll() is not None:
-                raise SystemExit(f"moto server exited with {proc.returncode}: "
-                                 f"{log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(f"moto server at {url} not ready after {START_TIMEOUT_S} s")
-            time.sleep(0.2)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0):  # noqa: S310 - loopback
-            return True
-    except urllib.error.HTTPError:
-        return True  # an S3 error document: the server is up
-    except OSError:
-        return False
-
-
 def _server_peak(pid: int) -> float:
     """The S3 server's own peak RSS in GiB (VmHWM), reported beside but not in the budget."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -206,22 +161,20 @@ def _server_peak(pid: int) -> float:
 def bench_s3(files: list[Path], root: Path, bucket: str) -> tuple[dict, str]:
     """Upload the annotation files to a fresh moto server and unify bucket to bucket."""
     from damo_core.storage import open_store
+    from damo_core.storage.local_s3 import local_s3
     from damo_core.storage.s3 import S3Store
 
-    with moto_s3(root / "moto_server.log") as (url, pid):
-        os.environ.update({"DAMO_S3_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"})
-        os.environ.pop("AWS_SESSION_TOKEN", None)
+    with local_s3(root / "moto_server.log") as server:
         S3Store(bucket).ensure_bucket()
         t0 = time.perf_counter()
         src = open_store(f"s3://{bucket}/src")
         for path in files:
             src.put_file(path, path.name)
         size = sum(p.stat().st_size for p in files) / 2**20
-        note = (f"uploaded {size:,.0f} MiB to {url} in {time.perf_counter() - t0:.1f} s")
+        note = (f"uploaded {size:,.0f} MiB to {server.url} in {time.perf_counter() - t0:.1f} s")
         result = run_unify(source_specs(f"s3://{bucket}/src"), f"s3://{bucket}",
                            f"s3://{bucket}/unified")
-        note += f"; moto server peak RSS {_server_peak(pid):.2f} GiB (not counted)"
+        note += f"; moto server peak RSS {_server_peak(server.pid):.2f} GiB (not counted)"
     return result, note
 
 

@@ -18,11 +18,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from damo_core.errors import UnavailableError
 
-__all__ = ["START_TIMEOUT_S", "local_s3", "running", "wait_ready"]
+__all__ = ["START_TIMEOUT_S", "LocalS3", "local_s3", "running", "wait_ready"]
 
 START_TIMEOUT_S = 30.0
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local-secret",
@@ -61,10 +62,18 @@ def running(args: Sequence[str], ready_url: str, log: Path) -> Iterator[subproce
             proc.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class LocalS3:
+    """A running local endpoint: its URL and the server's PID (e.g. to read its memory)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def local_s3(log: Path) -> Iterator[str]:
+def local_s3(log: Path) -> Iterator[LocalS3]:
     """Run moto's S3 server on 127.0.0.1 and point the storage environment at it; yields the
-    endpoint URL. The previous environment is restored afterwards."""
+    endpoint (URL and PID). The previous environment is restored afterwards."""
     from damo_core.serve.local_server import free_ports
 
     if importlib.util.find_spec("moto") is None:
@@ -76,11 +85,11 @@ def local_s3(log: Path) -> Iterator[str]:
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     settings = {"DAMO_S3_ENDPOINT": url, **_CREDENTIALS}
     before = {k: os.environ.get(k) for k in (*settings, "AWS_SESSION_TOKEN")}
-    with running(command, url, log):
+    with running(command, url, log) as proc:
         os.environ.update(settings)
         os.environ.pop("AWS_SESSION_TOKEN", None)
         try:
-            yield url
+            yield LocalS3(url, proc.pid)
         finally:
             for key, value in before.items():
                 if value is None:
