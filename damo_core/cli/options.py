@@ -14,10 +14,10 @@ Model = Annotated[str, typer.Option(
 OptionalModel = Annotated[str | None, typer.Option(
     "--model", help="Zoo name; alone: random init, for latency only (detections are noise); "
     "with --weights: the architecture of reference .pth weights. [default: none]")]
-Data = Annotated[Path, typer.Option(
+Data = Annotated[str, typer.Option(
     "--data", help="Manifest directory (local or s3://, see `damo unify`), COCO dataset.yaml "
     "(see `damo data synth`) or ultralytics data.yaml, or the directory holding one.")]
-OptionalData = Annotated[Path | None, typer.Option(
+OptionalData = Annotated[str | None, typer.Option(
     "--data", help="Dataset (as for training) whose train images calibrate INT8. "
     "[default: none]")]
 Weights = Annotated[Path, typer.Option(

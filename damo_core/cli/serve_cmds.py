@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from damo_core.cli.errors import exit_on_user_error
-from damo_core.errors import UserInputError
+from damo_core.errors import InputNotFoundError, UserInputError
 
 serve_app = typer.Typer(help="Triton serving: model repository, deploy, local server.",
                         no_args_is_help=True)
@@ -35,16 +35,20 @@ def infer(
     """Detect objects in images with a model deployed on Triton (gRPC)."""
     if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
         raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
-    from damo_core.eval import draw_detections
+    from damo_core.eval import annotated_paths, draw_detections
     from damo_core.serve.client import TritonDetector, detections_json
 
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:  # before contacting the server: a typo should not wait on the network
+        raise InputNotFoundError(f"image file(s) not found: {', '.join(missing)}")
+    targets: list[Path | None] = [None] * len(images)
+    if save is not None:
+        targets = [save] if len(images) == 1 else list(annotated_paths(images, save))
     with TritonDetector(url, model) as detector:
         results = detector.detect(images, score_threshold=conf, batch_size=batch)
         names = detector.class_names or []
-    for path, dets in zip(images, results, strict=True):
-        target = None
-        if save is not None:
-            target = save if len(images) == 1 else save / path.name
+    for path, dets, target in zip(images, results, targets, strict=True):
+        if target is not None:
             draw_detections(path, dets, names, target)
         if not as_json:
             typer.echo(f"{path}: {len(dets)} objects" + (f" -> {target}" if target else ""))

@@ -57,7 +57,7 @@ def export(
     under an old graph, even if the export is killed between steps: see :func:`publish_pair`.
     Work happens in a ``.damo-ov-<host>-<pid>-*`` scratch directory inside ``out_dir``, removed
     on return or error; one left by a killed export is removed by the next export there.
-    ``int8`` needs ``data`` (a dataset.yaml) and the ``nncf`` package.
+    ``int8`` needs ``data`` (any dataset training accepts) and the ``nncf`` package.
     """
     check_image_size(image_size)
     if half and int8:

@@ -14,8 +14,8 @@ def run(weights: str | Path | None, out: str | Path, *, fmt: str = "onnx",
         opset: int | None = None) -> dict[str, Any]:
     """Export ``weights`` (a ``best.pt``, the directory holding one, or with ``model`` the
     reference's ``.pth``; ``model`` alone is random init, for latency only) as ``fmt`` into
-    ``out``. ``data`` (a ``dataset.yaml``) calibrates INT8. ``dynamic_batch`` exports a graph
-    that takes any batch, so Triton's native variant can batch concurrent requests (a static
+    ``out``. ``data`` (any dataset training accepts) calibrates INT8. ``dynamic_batch`` exports
+    a graph that takes any batch, so Triton's native variant can batch concurrent requests (a static
     batch-1 graph gets ``max_batch_size`` 1). Returns the export's metadata (file, format,
     classes, image size, precision), which the benchmark and deploy steps read."""
     from damo_core.export.formats import export_model, load_source

@@ -328,6 +328,14 @@ ROWS: list[tuple] = [
     # --- damo infer (fails before any network) -------------------------------------------
     ("infer-conf-high", ["infer", "--model", "damo", "--conf", "2", "{missing_img}"],
      "--conf"),
+    # a port nobody answers on: the missing file must be named before any connection
+    ("infer-missing-image", ["infer", "--model", "damo", "--url", "127.0.0.1:9",
+                             "{missing_img}"], "no_such.jpg"),
+    # --- datasets: what --data may name --------------------------------------------------
+    ("train-data-s3-yaml", ["train", "--model", "damoyolo_ns", "--data", "s3://b/data.yaml",
+                            "--out", "{root}/t-s3"], "not converted implicitly"),
+    ("eval-data-empty-dir", ["evaluate", "--weights", "{ckpt}", "--data", "{root}"],
+     "neither a manifest directory"),
 ]
 
 
