@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from damo_core.cli import options as opt
 from damo_core.cli.errors import check_img_size, exit_on_user_error
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @exit_on_user_error
@@ -72,23 +75,66 @@ def evaluate(
 @exit_on_user_error
 def predict(
     weights: opt.Weights,
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
-    out: Annotated[Path, typer.Option(help="Directory for annotated images.")] = Path(
+    images: Annotated[list[Path] | None, typer.Argument(
+        help="Image files (or --data).", show_default=False)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Predict on a dataset split instead of files: a manifest directory "
+        "(local or s3://), dataset.yaml or data.yaml, as for training. [default: none]")] = None,
+    split: Annotated[str, typer.Option(help="Split of --data: train or val.")] = "val",
+    limit: Annotated[int | None, typer.Option(
+        help="Only the first N images of --data's split. [default: all]")] = None,
+    out: Annotated[Path, typer.Option(
+        help="Directory for annotated images (and detections.jsonl with --data).")] = Path(
         "runs/predict"),
     conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.3,
 ) -> None:
-    """Detect objects in images and save copies with the boxes drawn."""
-    if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
-        from damo_core.errors import UserInputError
-
-        raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
-    from damo_core.eval import annotated_paths, draw_detections
-    from damo_core.eval import predict as run_predict
+    """Detect objects in images, or in a dataset split with --data (also writing
+    detections.jsonl), and save copies with the boxes drawn."""
+    _check_predict_args(conf, images, data, limit)
     from damo_core.steps._common import weights_file
     from damo_core.train import load_trained
 
     model, meta = load_trained(weights_file(weights))
+    if data is None:
+        _predict_files(model, meta, images or [], out, conf)
+    else:
+        _predict_data(model, meta, data, split, limit, out, conf)
+
+
+def _check_predict_args(conf: float, images: list[Path] | None, data: str | None,
+                        limit: int | None) -> None:
+    """Refuse a bad command line before the checkpoint is loaded."""
+    from damo_core.errors import UserInputError
+
+    if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
+        raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
+    if bool(images) == (data is not None):
+        raise UserInputError("predict takes image files or --data DATASET, exactly one of the "
+                             "two")
+    if limit is not None and data is None:
+        raise UserInputError("--limit applies to --data only")
+
+
+def _predict_files(model: nn.Module, meta: dict[str, Any], images: list[Path], out: Path,
+                   conf: float) -> None:
+    """``predict FILES``: an annotated copy of each file, one line per file on stdout."""
+    from damo_core.eval import annotated_paths, draw_detections
+    from damo_core.eval import predict as run_predict
+
     detections = run_predict(model, images, image_size=meta["image_size"], score_threshold=conf)
     for path, dets, target in zip(images, detections, annotated_paths(images, out), strict=True):
         draw_detections(path, dets, meta["class_names"], target)
         typer.echo(f"{path}: {len(dets)} objects -> {target}")
+
+
+def _predict_data(model: nn.Module, meta: dict[str, Any], data: str, split: str,
+                  limit: int | None, out: Path, conf: float) -> None:
+    """``predict --data``: the split read through its manifest (S3 images too), annotated
+    copies and detections.jsonl written by :func:`damo_core.eval.annotate_dataset`."""
+    from damo_core.data.resolve import open_split
+    from damo_core.eval import annotate_dataset
+
+    jsonl = annotate_dataset(model, open_split(data, split), out,
+                             class_names=meta["class_names"], image_size=meta["image_size"],
+                             score_threshold=conf, limit=limit, progress=True)
+    typer.echo(f"annotated images in {out}, detections in {jsonl}")

@@ -1,41 +1,58 @@
-"""Run a detector on image files and draw what it found.
+"""Run a detector on image files or a dataset split, and draw what it found.
 
 :func:`detect_prepared` is the single inference path (fitted batch → model → decode → NMS →
 original pixels); the COCO evaluator uses it too, so the numbers it reports describe exactly
 what :func:`predict` returns. Images are fitted to the input (letterbox or stretch) the way the
 model was trained: the mode recorded on the model (:func:`damo_core.data.fit.model_fit`) unless
 a caller overrides it.
+
+:func:`predict` (files) and :func:`predict_dataset` (rows of a manifest split, S3 images through
+the cache) share one batching loop, :func:`_detect_batches`; only how an item is read differs.
+:func:`annotate_dataset` writes what ``damo predict --data`` leaves behind: one annotated copy
+per row and ``detections.jsonl``.
 """
 
 from __future__ import annotations
 
 import colorsys
 import contextlib
+import json
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
+from tqdm import tqdm
 
 from damo_core.atomic import atomic_path
+from damo_core.data.coco import Sample
 from damo_core.data.fit import FitMode, model_fit
 from damo_core.data.images import open_rgb
+from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
 from damo_core.eval.preprocess import PreparedImage, load_image, prepare_image
 
 __all__ = [
+    "RowDetections",
+    "annotate_dataset",
+    "annotated_paths",
     "class_colour",
     "detect_prepared",
     "draw_detections",
     "inference_mode",
     "predict",
+    "predict_dataset",
     "resolve_image_size",
     "resolve_thresholds",
+    "row_stem",
     "thread_pool",
 ]
 
@@ -132,29 +149,14 @@ def predict(
     you want every plausible box. ``workers`` threads decode and fit each batch's images in
     parallel; 0 does it in the calling thread. ``fit`` defaults to the model's own mode.
     """
-    if batch_size <= 0:
-        raise UserInputError(f"batch_size must be positive, got {batch_size}")
-    size = resolve_image_size(model, image_size)
-    mode = model_fit(model, fit)
-    score_thr, iou_thr = resolve_thresholds(model, score_threshold, iou_threshold)
     if isinstance(images, str | Path):  # one path, not a sequence of characters
         images = [images]
-    paths = [Path(p) for p in images]
-    results: list[Detections] = []
-    with inference_mode(model, device), thread_pool(workers) as pool:
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            batch = list(pool.map(partial(_load_prepared, size=size, fit=mode), chunk))
-            results += detect_prepared(
-                model,
-                batch,
-                score_threshold=score_thr,
-                iou_threshold=iou_thr,
-                max_detections=max_detections,
-                pre_nms_topk=pre_nms_topk,
-                device=device,
-            )
-    return results
+    batches = _detect_batches(
+        model, [Path(p) for p in images], _load_prepared, image_size=image_size,
+        score_threshold=score_threshold, iou_threshold=iou_threshold, fit=fit,
+        max_detections=max_detections, pre_nms_topk=pre_nms_topk, batch_size=batch_size,
+        device=device, workers=workers)
+    return [det for _, found in batches for det in found]
 
 
 _T = TypeVar("_T")
@@ -170,6 +172,43 @@ class _InlinePool:
 
 def _load_prepared(path: Path, size: int, fit: FitMode) -> PreparedImage:
     return prepare_image(load_image(path), size, fit)
+
+
+@torch.no_grad()  # on a generator: autograd is off only while it runs, not in the consumer
+def _detect_batches(
+    model: nn.Module,
+    items: Sequence[_T],
+    load: Callable[..., PreparedImage],
+    *,
+    image_size: int | None,
+    score_threshold: float | None,
+    iou_threshold: float | None,
+    fit: FitMode | None,
+    max_detections: int,
+    pre_nms_topk: int,
+    batch_size: int,
+    device: torch.device | str,
+    workers: int,
+    prefetch: Callable[[Sequence[_T]], None] | None = None,
+) -> Iterator[tuple[Sequence[_T], list[Detections]]]:
+    """``(chunk, its detections)`` per batch of ``items``: the one loop behind :func:`predict`
+    and :func:`predict_dataset`, which differ only in ``load(item, size=, fit=)``, run in the
+    thread pool. Unset size, thresholds and fit are resolved from the model here, once.
+    ``prefetch`` gets the next chunk before the current one is read, so remote images
+    download meanwhile. The model stays in eval mode on ``device`` until the generator ends."""
+    if batch_size <= 0:
+        raise UserInputError(f"batch_size must be positive, got {batch_size}")
+    read = partial(load, size=resolve_image_size(model, image_size), fit=model_fit(model, fit))
+    score_thr, iou_thr = resolve_thresholds(model, score_threshold, iou_threshold)
+    with inference_mode(model, device), thread_pool(workers) as pool:
+        for start in range(0, len(items), batch_size):
+            if prefetch is not None:
+                prefetch(items[start + batch_size : start + 2 * batch_size])
+            chunk = items[start : start + batch_size]
+            found = detect_prepared(model, list(pool.map(read, chunk)), device=device,
+                                    score_threshold=score_thr, iou_threshold=iou_thr,
+                                    max_detections=max_detections, pre_nms_topk=pre_nms_topk)
+            yield chunk, found
 
 
 @contextlib.contextmanager
@@ -219,7 +258,7 @@ def _save_format(out_path: Path) -> str:
 
 
 def draw_detections(
-    image_path: str | Path,
+    image: str | Path | np.ndarray,
     detections: Detections,
     class_names: Sequence[str],
     out_path: str | Path,
@@ -227,10 +266,14 @@ def draw_detections(
     line_width: int | None = None,
 ) -> Path:
     """Draw each box with a ``"name score"`` tag in its class colour and write the result to
-    ``out_path`` atomically (format from the suffix). Boxes are in original-image pixels."""
+    ``out_path`` atomically (format from the suffix). Boxes are in original-image pixels.
+
+    ``image`` is a file, or an already decoded ``H×W×3`` uint8 RGB array (a dataset's sample,
+    so an S3 image is not fetched twice); the array is copied, never drawn on."""
     out_path = Path(out_path)
     fmt = _save_format(out_path)
-    canvas = open_rgb(image_path)
+    canvas = (Image.fromarray(image).convert("RGB") if isinstance(image, np.ndarray)
+              else open_rgb(image))
     lw = line_width or max(2, round(min(canvas.size) / 200))
     font = _font(max(10, 5 * lw + 2))
     draw = ImageDraw.Draw(canvas)
@@ -263,15 +306,139 @@ def annotated_paths(images: Sequence[str | Path], out_dir: str | Path) -> list[P
     ``<stem>_2<suffix>``, ``_3``... So a run never destroys what it was given or loses a result.
     """
     out_dir = Path(out_dir)
-    inputs = {Path(p).resolve() for p in images}
-    taken: set[Path] = set()
-    targets = []
-    for image in map(Path, images):
-        target = out_dir / image.name
-        k = 2
-        while target.resolve() in inputs or target.resolve() in taken:
-            target = out_dir / f"{image.stem}_{k}{image.suffix}"
-            k += 1
-        taken.add(target.resolve())
-        targets.append(target)
-    return targets
+    avoid = {Path(p).resolve() for p in images}
+    return [_free_path(out_dir, image.stem, image.suffix, avoid) for image in map(Path, images)]
+
+
+def _free_path(out_dir: Path, stem: str, suffix: str, avoid: set[Path]) -> Path:
+    """``out_dir/<stem><suffix>``, else the first free ``<stem>_2<suffix>``, ``_3``...: one
+    not in ``avoid`` (resolved paths: inputs and targets already handed out), then added."""
+    target, k = out_dir / f"{stem}{suffix}", 2
+    while target.resolve() in avoid:
+        target, k = out_dir / f"{stem}_{k}{suffix}", k + 1
+    avoid.add(target.resolve())
+    return target
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+class RowDetections(NamedTuple):
+    """What :func:`predict_dataset` yields per image: the split's row, the sample read from it
+    (the decoded image, kept so drawing it costs no second read) and its detections."""
+
+    index: int
+    sample: Sample
+    detections: Detections
+
+
+def predict_dataset(
+    model: nn.Module,
+    dataset: ManifestDetection,
+    *,
+    limit: int | None = None,
+    image_size: int | None = None,
+    score_threshold: float = 0.3,
+    iou_threshold: float | None = None,
+    max_detections: int = 100,
+    pre_nms_topk: int = 1000,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    workers: int = 4,
+    fit: FitMode | None = None,
+    progress: bool = True,
+) -> Iterator[RowDetections]:
+    """Detections for the first ``limit`` rows (default all) of a manifest split, in row order
+    and batch by batch, so a split of any size streams; boxes are in each image's pixels.
+
+    Rows are read through ``dataset`` (S3 images via its cache, the next batch prefetched), so
+    prediction sees the same pixels training and evaluation do. Thresholds, ``fit`` and
+    ``workers`` are as for :func:`predict`; ``progress`` shows a bar with images/s.
+    """
+    if limit is not None and limit <= 0:
+        raise UserInputError(f"limit must be a positive number of images, got {limit}")
+    rows = range(len(dataset) if limit is None else min(limit, len(dataset)))
+    samples: dict[int, Sample] = {}  # row → its sample, from the loader threads to the yield
+
+    def load(index: int, size: int, fit: FitMode) -> PreparedImage:
+        samples[index] = sample = dataset[index]
+        return prepare_image(sample.image, size, fit)
+
+    batches = _detect_batches(
+        model, rows, load, image_size=image_size, score_threshold=score_threshold,
+        iou_threshold=iou_threshold, fit=fit, max_detections=max_detections,
+        pre_nms_topk=pre_nms_topk, batch_size=batch_size, device=device, workers=workers,
+        prefetch=dataset.prefetch)
+    with tqdm(total=len(rows), desc=f"predict {dataset.split}", unit="img",
+              disable=not progress) as bar:
+        for chunk, found in batches:
+            bar.update(len(chunk))
+            for index, det in zip(chunk, found, strict=True):
+                yield RowDetections(index, samples.pop(index), det)
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_IMAGE_SUFFIX = re.compile(r"\.(jpe?g|png|bmp|gif|webp|tiff?)$", re.IGNORECASE)
+
+
+def row_stem(source: str, image_id: str, max_len: int = 120) -> str:
+    """``<source>_<source image id>`` as a safe file stem: a slash, space or other character
+    outside ``[A-Za-z0-9._-]`` becomes ``_``, an image suffix on the id and leading dots go
+    (no hidden files, no ``..``), and the length is capped below file-system limits."""
+    stem = _UNSAFE_NAME.sub("_", f"{source}_{_IMAGE_SUFFIX.sub('', image_id)}")
+    return stem.strip("._")[:max_len] or "image"
+
+
+def annotate_dataset(
+    model: nn.Module,
+    dataset: ManifestDetection,
+    out_dir: str | Path,
+    *,
+    class_names: Sequence[str],
+    **options: Any,
+) -> Path:
+    """Predict on ``dataset`` (``options`` as for :func:`predict_dataset`) and write, into
+    ``out_dir``, one annotated JPEG per row named by :func:`row_stem` (``_2``, ``_3``... where
+    two rows' names meet; never over an input image) and ``detections.jsonl``. Returns the
+    JSONL path.
+
+    Each JSONL line is one image: its split ``row``, ``source``, source ``image_id``,
+    ``path`` (path or s3:// URI), ``width``/``height``, the ``annotated`` file name and its
+    ``detections`` (``class``, ``label``, ``score``, ``box`` xyxy in the image's pixels).
+    ``class_names`` are the model's. The file appears complete or not at all (written beside
+    itself and renamed at the end); each image is written atomically as it is done.
+    """
+    out_dir = Path(out_dir)
+    avoid = _inputs_in(out_dir, dataset.paths.to_pylist())
+    jsonl = out_dir / "detections.jsonl"
+    with atomic_path(jsonl) as tmp, tmp.open("w", encoding="utf-8") as lines:
+        for index, sample, det in predict_dataset(model, dataset, **options):
+            source = dataset.sources[index].as_py()
+            image_id = dataset.source_image_ids[index].as_py()
+            target = _free_path(out_dir, row_stem(source, image_id), ".jpg", avoid)
+            draw_detections(sample.image, det, class_names, target)
+            height, width = sample.image.shape[:2]
+            record = {"row": index, "source": source, "image_id": image_id,
+                      "path": sample.file_name, "width": width, "height": height,
+                      "annotated": target.name, "detections": _records(det, class_names)}
+            lines.write(json.dumps(record) + "\n")
+    return jsonl
+
+
+def _inputs_in(out_dir: Path, paths: Iterable[str]) -> set[Path]:
+    """The local input images an annotated copy in ``out_dir`` could overwrite, resolved. A
+    split may hold millions of rows, so the folder is compared as a string first and only
+    ``.jpg`` files lying in it are resolved."""
+    folders = {os.path.abspath(out_dir), str(out_dir.resolve())}
+    return {Path(p).resolve() for p in paths if p.lower().endswith(".jpg")
+            and "://" not in p and os.path.dirname(os.path.abspath(p)) in folders}
+
+
+def _records(det: Detections, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """JSON-ready detections; a label outside ``class_names`` is named by its number."""
+    return [
+        {"class": class_names[label] if 0 <= label < len(class_names) else str(label),
+         "label": label, "score": round(score, 5), "box": [round(v, 2) for v in box]}
+        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(),
+                                     det.labels.tolist(), strict=True)
+    ]
