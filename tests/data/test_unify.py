@@ -148,13 +148,13 @@ def test_the_step_writes_the_manifest_training_reads(sources, tmp_path: Path) ->
 
     specs, root = sources
     meta = unify_step.run(specs[:1], tmp_path / "coco", label_space=str(root / "labels.csv"),
-                          val_fraction=0.3, seed=0)
+                          sampling={"val_fraction": 0.3}, seed=0)
     assert meta["num_classes"] == 3 and meta["num_train_images"] > 0
     plots = {"source_share.png", "class_frequency.png"}
     assert not [p for p in (tmp_path / "coco").rglob("*")
                 if p.suffix in (".jpg", ".png") and p.name not in plots]
     unify_step.run(specs[:1], tmp_path / "again", label_space=str(root / "labels.csv"),
-                   val_fraction=0.3, seed=0)
+                   sampling={"val_fraction": 0.3}, seed=0)
     split = [r["split"] for b in iter_manifest(tmp_path / "coco", ["split"])
              for r in b.to_pylist()]
     again = [r["split"] for b in iter_manifest(tmp_path / "again", ["split"])

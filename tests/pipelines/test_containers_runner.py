@@ -39,9 +39,12 @@ def test_runner_args_clear_the_entrypoint_and_run_as_the_host_user() -> None:
 
 
 def test_step_environment_passes_damo_variables_and_the_admin_key() -> None:
+    """The steps read S3 (the run's endpoint and credentials, as cluster pods get them from
+    the damo-minio Secret); nothing else of the host's environment reaches them."""
     env = containers.step_environment(KEY, {"DAMO_RUN_ID": "r1", "PATH": "/x",
-                                            "AWS_SECRET_ACCESS_KEY": "s"})
-    assert env == {"DAMO_RUN_ID": "r1", ADMIN_KEY_ENV: KEY, "HOME": "/tmp"}
+                                            "AWS_SECRET_ACCESS_KEY": "s", "SSH_AUTH_SOCK": "a"})
+    assert env == {"DAMO_RUN_ID": "r1", "AWS_SECRET_ACCESS_KEY": "s", ADMIN_KEY_ENV: KEY,
+                   "HOME": "/tmp"}
 
 
 def test_every_image_runs_as_itself_when_built() -> None:
