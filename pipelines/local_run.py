@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from damo_core.data.blob_cache import CACHE_DIR_ENV
+from damo_core.environ import exported_env
 from damo_core.serve.local_server import LocalTriton, stop_on_signals
 from pipelines.damo_pipeline import PIPELINE_NAME, damo_pipeline
 from pipelines.progress import StepProgress, count_steps
@@ -191,15 +191,8 @@ def _cache_visible_to_steps(root: Path | None) -> Iterator[None]:
     if root is None:
         yield
         return
-    before = os.environ.get(CACHE_DIR_ENV)
-    os.environ[CACHE_DIR_ENV] = str(root / ".cache")
-    try:
+    with exported_env({CACHE_DIR_ENV: str(root / ".cache")}):
         yield
-    finally:
-        if before is None:
-            os.environ.pop(CACHE_DIR_ENV, None)
-        else:
-            os.environ[CACHE_DIR_ENV] = before
 
 
 def _spec_dict() -> dict[str, Any]:

@@ -16,8 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -137,21 +136,6 @@ def training_env(run: str) -> dict[str, str]:
     if gateway:
         env[push.ENV_GATEWAY] = gateway
     return env
-
-
-@contextmanager
-def exported_env(env: Mapping[str, str]) -> Iterator[None]:
-    """``env`` set in this process for the duration (the in-process trainer reads it)."""
-    before = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def torchrun_command(gpus: int, damo_args: list[str]) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -247,14 +246,8 @@ def _single_coco_source(summary: dict[str, Any]) -> str | None:
     return None
 
 
-_CACHES: dict[int, Any] = {}
-
-
 def _cache() -> Any:
-    """This process's blob cache (DataLoader workers build their own after the fork)."""
-    pid = os.getpid()
-    if pid not in _CACHES:
-        from damo_core.data.blob_cache import default_cache
+    """The process's blob cache (one per cache setting; it repairs itself in forked workers)."""
+    from damo_core.data.blob_cache import default_cache
 
-        _CACHES[pid] = default_cache()
-    return _CACHES[pid]
+    return default_cache()

@@ -43,10 +43,10 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     from damo_core.cluster.placement import (
         Mode,
         TrainPlacement,
-        exported_env,
         train_placed,
         training_env,
     )
+    from damo_core.environ import exported_env
     from damo_core.metrics import run_id as env_run_id
     from damo_core.train import load_train_config
     from damo_core.train.distill import DistillConfig

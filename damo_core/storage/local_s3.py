@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from damo_core.environ import exported_env
 from damo_core.errors import UnavailableError
 
 __all__ = ["START_TIMEOUT_S", "LocalS3", "local_s3", "running", "wait_ready"]
@@ -83,16 +83,6 @@ def local_s3(log: Path) -> Iterator[LocalS3]:
     url = f"http://127.0.0.1:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    settings = {"DAMO_S3_ENDPOINT": url, **_CREDENTIALS}
-    before = {k: os.environ.get(k) for k in (*settings, "AWS_SESSION_TOKEN")}
-    with running(command, url, log) as proc:
-        os.environ.update(settings)
-        os.environ.pop("AWS_SESSION_TOKEN", None)
-        try:
-            yield LocalS3(url, proc.pid)
-        finally:
-            for key, value in before.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    settings = {"DAMO_S3_ENDPOINT": url, **_CREDENTIALS, "AWS_SESSION_TOKEN": None}
+    with running(command, url, log) as proc, exported_env(settings):
+        yield LocalS3(url, proc.pid)
