@@ -5,8 +5,11 @@ S3 target the deploy *stages* the model's current state from the bucket into a t
 directory (configs, the Python shims and the detector's version numbers), lets the same
 writer add the new version there, and uploads only what changed: the new version's files
 first, then the configs, so a server never reads a config whose files are not there yet.
-Each object appears whole or not at all (S3 PUT semantics). S3 has no empty directories, so
-the ensemble's version directory holds a placeholder object.
+Each object appears whole or not at all (S3 PUT semantics), but a version is many objects:
+before the first upload the deploy writes its journal into the bucket
+(:class:`~damo_core.serve.staging.Journal` on :attr:`StagedRepository.files`), and the next
+deploy undoes a dead one's objects and configs (:func:`~damo_core.serve.staging.recover`).
+S3 has no empty directories, so the ensemble's version directory holds a placeholder object.
 
 Storage access goes through :func:`damo_core.storage.open_store` (endpoint and credentials
 from the environment, as for every other S3 path of the project).
@@ -18,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from damo_core.serve import model_config as mc
+from damo_core.serve import staging
 from damo_core.serve.repository import CONFIG, RepositoryEntry
 from damo_core.storage import Store, is_remote, open_store
 
@@ -33,6 +37,7 @@ class StagedRepository:
     def __init__(self, uri: str, names: mc.ModelNames) -> None:
         self.uri, self.names = uri, names
         self.store: Store = open_store(uri)
+        self.files = staging.StoreFiles(self.store)  # what the journal and its undo use
         self._tmp = tempfile.TemporaryDirectory(prefix="damo-triton-stage-")
         self.root = Path(self._tmp.name)
 
@@ -53,6 +58,7 @@ class StagedRepository:
         """Upload the new version's files, then every changed model's config and shim."""
         for path in sorted(entry.version_dir.iterdir()):
             self.store.put_file(path, self._key(path))
+        staging.fault_point("uploaded")
         ensemble_dir = self.root / self.names.ensemble / "1"
         self.store.write_bytes(self._key(ensemble_dir / PLACEHOLDER), b"")
         for name in entry.changed:
@@ -71,8 +77,7 @@ class StagedRepository:
                 self.store.delete(key)
 
     def remove_version(self, entry: RepositoryEntry) -> None:
-        for key in self.store.list(f"{self.names.detector}/{entry.version}/"):
-            self.store.delete(key)
+        self.files.remove_tree(f"{self.names.detector}/{entry.version}")
 
     def _key(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
