@@ -100,7 +100,7 @@ def _postprocess_one(
         cand_scores, order = cand_scores.topk(pre_nms_topk)
         anchors, labels = anchors[order], labels[order]
     cand_boxes = boxes[anchors]
-    keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold)
-    if max_detections > 0:
-        keep = keep[:max_detections]
+    # NMS stops once max_detections boxes are kept, so the cap saves work, not just output.
+    keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold,
+                       max_detections=max_detections if max_detections > 0 else None)
     return Detections(cand_boxes[keep], cand_scores[keep], labels[keep])

@@ -44,7 +44,7 @@ class NonMaxSuppression(torch.autograd.Function):
     ) -> Tensor:
         if torch.jit.is_tracing():
             # Exporting: ``symbolic`` replaces this op, and the rows' values do not shape the
-            # graph downstream, so skip the O(n^2) Python walk the tracer would also record.
+            # graph downstream, so skip the eager NMS, whose ops the tracer would also record.
             return boxes.new_zeros((1, 3), dtype=torch.long)
         rows = [_select_one(i, b, s, max_per_class, iou_threshold, score_threshold)
                 for i, (b, s) in enumerate(zip(boxes, scores, strict=True))]
@@ -64,7 +64,12 @@ class NonMaxSuppression(torch.autograd.Function):
 
 def _select_one(index: int, boxes: Tensor, scores: Tensor, max_per_class: int,
                 iou_threshold: float, score_threshold: float) -> Tensor:
-    """Eager NMS of one image: ``boxes [N, 4]``, ``scores [C, N]`` → ``[M, 3]`` rows."""
+    """Eager NMS of one image: ``boxes [N, 4]``, ``scores [C, N]`` → ``[M, 3]`` rows.
+
+    The op's cap is per class, so NMS runs without ``batched_nms``'s overall
+    ``max_detections`` (which would drop a class's boxes once other classes fill the total)
+    and the per-class cap is applied to its result.
+    """
     classes, anchors = (scores > score_threshold).nonzero(as_tuple=True)
     cand_scores = scores[classes, anchors]
     keep = batched_nms(boxes[anchors], cand_scores, classes, iou_threshold)

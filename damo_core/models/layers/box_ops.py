@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from damo_core.errors import UserInputError
+
 # Added to unions and enclosing areas so that degenerate (zero-area) boxes yield IoU 0, not NaN.
 _EPS = 1e-6
 
@@ -121,42 +123,151 @@ def xyxy_to_xywh(boxes: Tensor) -> Tensor:
     return torch.cat([boxes[..., :2], boxes[..., 2:] - boxes[..., :2]], dim=-1)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+# Candidates are resolved this many at a time, in score order (see :func:`batched_nms`): enough
+# that the fixed cost of a block's few tensor ops is shared by many boxes, few enough that the
+# block's ``[b, b]`` fixed-point steps stay small.
+_NMS_BLOCK = 128
+# Kept boxes are compared with a block at most this many at a time, so that (with the chunk no
+# smaller than the block) no IoU matrix exceeds ``_NMS_BLOCK x _NMS_KEPT_CHUNK`` entries,
+# whatever the candidate count.
+_NMS_KEPT_CHUNK = 256
+
+
+def nms(
+    boxes: Tensor, scores: Tensor, iou_threshold: float, *, max_detections: int | None = None
+) -> Tensor:
     """Greedy non-maximum suppression; returns kept indices sorted by decreasing score.
 
     A box is suppressed when its IoU with a higher-scoring *kept* box is strictly greater than
-    ``iou_threshold`` (the torchvision convention). The ``[n, n]`` overlap matrix is computed
-    once, vectorised, so memory and time are O(n^2): callers should cap ``n`` (top-k by score,
-    a few thousand boxes at most) before calling. Greedy NMS is inherently sequential, since
-    whether a box may suppress others depends on whether it was itself kept, so the walk over
-    boxes in score order is a Python loop over rows of that precomputed matrix.
+    ``iou_threshold`` (the torchvision convention). Equal scores rank by index (stable sort),
+    so ties give the same answer on every run and device. With ``max_detections`` the result is
+    the first ``max_detections`` indices of the uncapped result, and the work stops there.
+    See :func:`batched_nms` for how this is computed and what it costs.
     """
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.long, device=boxes.device)
-    order = scores.argsort(descending=True)
+    return _greedy_nms(boxes, scores, None, iou_threshold, max_detections)
+
+
+def batched_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    class_ids: Tensor,
+    iou_threshold: float,
+    *,
+    max_detections: int | None = None,
+) -> Tensor:
+    """Class-aware :func:`nms`: boxes only suppress boxes of the same class.
+
+    The keep set is exactly greedy NMS run separately per class, merged by decreasing score;
+    ``max_detections`` caps the merged list. Classes are kept apart by masking the overlap test
+    with class equality rather than by shifting each class's boxes far apart, because such
+    shifts add large offsets to float32 coordinates and perturb the IoU near the threshold.
+
+    How: candidates are sorted by score and taken in blocks of ``_NMS_BLOCK``. A block's boxes
+    that overlap an already kept box are dropped first (batched comparisons, one per chunk of
+    ``_NMS_KEPT_CHUNK`` kept boxes); greedy order inside the block is then resolved by a
+    fixed-point iteration on the block's overlap matrix (:func:`_resolve_block`), so Python
+    loops over blocks and iterations, never over candidates. Besides O(n) score-sorted copies
+    of the inputs, memory is bounded by ``_NMS_BLOCK x _NMS_KEPT_CHUNK`` IoU entries whatever
+    the candidate count ``n``, so no pre-NMS cap is needed to stay within memory; time grows
+    as candidates x kept boxes, which is why callers still cap candidates (postprocess's
+    ``pre_nms_topk``) and pass ``max_detections``.
+    """
+    return _greedy_nms(boxes, scores, class_ids, iou_threshold, max_detections)
+
+
+def _greedy_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    class_ids: Tensor | None,
+    iou_threshold: float,
+    max_detections: int | None,
+) -> Tensor:
+    """Shared body of :func:`nms` (``class_ids`` None) and :func:`batched_nms`."""
+    if max_detections is not None and max_detections <= 0:
+        raise UserInputError(f"max_detections must be positive or None, got {max_detections}")
+    n = scores.numel()
+    limit = n if max_detections is None else min(n, max_detections)
+    order = torch.sort(scores, descending=True, stable=True).indices
     ranked = boxes[order]
-    # Only a higher-ranked box may suppress a lower-ranked one.
-    over = (pairwise_iou(ranked, ranked) > iou_threshold).triu(diagonal=1).cpu()
-    suppressed = torch.zeros(order.numel(), dtype=torch.bool)
-    keep_rank: list[int] = []
-    for i in range(order.numel()):
-        if suppressed[i]:
+    ranked_cls = None if class_ids is None else class_ids[order]
+    kept_boxes = ranked[:0]
+    kept_cls = None if ranked_cls is None else ranked_cls[:0]
+    kept_ranks: list[Tensor] = []
+    total = 0
+    for start in range(0, n, _NMS_BLOCK):
+        block = ranked[start : start + _NMS_BLOCK]
+        block_cls = None if ranked_cls is None else ranked_cls[start : start + _NMS_BLOCK]
+        alive = ~_suppressed_by(block, block_cls, kept_boxes, kept_cls, iou_threshold)
+        if not bool(alive.any()):  # common late in clustered input: skip the block's own IoU
             continue
-        keep_rank.append(i)
-        suppressed |= over[i]
-    keep = torch.tensor(keep_rank, dtype=torch.long, device=boxes.device)
-    return order[keep]
-
-
-def batched_nms(boxes: Tensor, scores: Tensor, class_ids: Tensor, iou_threshold: float) -> Tensor:
-    """Class-aware NMS: boxes only suppress boxes of the same class.
-
-    Each class's boxes are shifted by ``class_id * (span + 1)`` along both axes, where ``span``
-    covers the whole coordinate range, so boxes of different classes can never overlap and one
-    ordinary :func:`nms` call handles every class at once.
-    """
-    if boxes.numel() == 0:
+        over = _overlaps(block, block_cls, block, block_cls, iou_threshold)
+        ranks = _resolve_block(over, alive).nonzero().squeeze(1)[: limit - total]
+        if ranks.numel() == 0:
+            continue
+        kept_ranks.append(ranks + start)
+        kept_boxes = torch.cat([kept_boxes, block[ranks]])
+        if block_cls is not None and kept_cls is not None:
+            kept_cls = torch.cat([kept_cls, block_cls[ranks]])
+        total += ranks.numel()
+        if total >= limit:
+            break
+    if not kept_ranks:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
-    span = boxes.max() - boxes.min() + 1
-    offsets = class_ids.to(boxes.dtype) * span
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    return order[torch.cat(kept_ranks)]
+
+
+def _overlaps(
+    a: Tensor, a_cls: Tensor | None, b: Tensor, b_cls: Tensor | None, iou_threshold: float
+) -> Tensor:
+    """``[N, M]`` bool: box ``a[i]`` may suppress ``b[j]`` or vice versa (IoU over the
+    threshold and, when classes are given, the same class)."""
+    over = pairwise_iou(a, b) > iou_threshold
+    if a_cls is not None and b_cls is not None:
+        over &= a_cls[:, None] == b_cls[None, :]
+    return over
+
+
+def _suppressed_by(
+    block: Tensor,
+    block_cls: Tensor | None,
+    kept: Tensor,
+    kept_cls: Tensor | None,
+    iou_threshold: float,
+) -> Tensor:
+    """``[b]`` bool: which ``block`` boxes overlap some already kept box.
+
+    Kept boxes are taken ``_NMS_KEPT_CHUNK`` at a time so the IoU matrix stays bounded even
+    when nothing is suppressed and every candidate is kept.
+    """
+    dead = torch.zeros(block.shape[0], dtype=torch.bool, device=block.device)
+    for start in range(0, kept.shape[0], _NMS_KEPT_CHUNK):
+        stop = start + _NMS_KEPT_CHUNK
+        chunk_cls = None if kept_cls is None else kept_cls[start:stop]
+        dead |= _overlaps(block, block_cls, kept[start:stop], chunk_cls, iou_threshold).any(1)
+    return dead
+
+
+def _resolve_block(over: Tensor, alive: Tensor) -> Tensor:
+    """Greedy keep mask of one score-sorted block, from its symmetric ``[b, b]`` overlap matrix
+    ``over`` and the boxes not already suppressed by earlier blocks (``alive``).
+
+    Greedy NMS is the unique mask with ``keep[j] = alive[j] and no kept i < j overlaps j``
+    (unique because ``keep[0]`` is fixed and each entry depends only on earlier ones). Applying
+    that rule to the whole mask at once, starting from ``alive``, makes at least one more
+    leading entry final per step, so it reaches the greedy mask within ``len(alive)`` steps; it
+    stops as soon as a step changes nothing, since an unchanged mask satisfies the rule and so
+    is the greedy mask. The step count follows the longest run of boxes each overlapping the
+    next: a few in clustered detections, the whole block for boxes sliding in a line.
+    """
+    # suppressors[j, i]: box i ranks above box j and overlaps it. Row j is contiguous, so each
+    # step reduces along rows. (A rank comparison rather than ``tril``, which starts a parallel
+    # region even for tiny inputs and so stalls while other processes keep the cores busy.)
+    rank = torch.arange(alive.numel(), device=alive.device)
+    suppressors = over & (rank[None, :] < rank[:, None])
+    keep = alive
+    for _ in range(alive.numel()):
+        nxt = alive & ~(suppressors & keep).any(dim=1)
+        if torch.equal(nxt, keep):
+            break
+        keep = nxt
+    return keep
