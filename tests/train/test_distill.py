@@ -199,6 +199,17 @@ def test_last_stage_has_no_distillation_term(runs):
     assert teacher_calls == steps // 2  # the teacher ran only in the first (mosaic) epoch
 
 
+def test_through_no_aug_distils_every_epoch_with_one_cosine(tiny_data, teacher_pt, tmp_path):
+    """The reference code's schedule: the teacher stays to the last step and the weight's
+    cosine spans the whole run, so the no-mosaic epoch still has a (small) term."""
+    dcfg = DistillConfig(weight_start=0.5, weight_end=0.05, through_no_aug=True)
+    _trainer(tiny_data, teacher_pt, tmp_path / "run", dcfg).fit()
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    weights = [float(r["distill_weight"]) for r in rows]
+    assert all(float(r["loss_distill"]) > 0 for r in rows)
+    assert 0.5 >= weights[0] > weights[1] > 0.05  # epoch means of one decaying cosine
+
+
 def test_resuming_a_plain_run_is_a_clear_error(tiny_data, teacher_pt, tmp_path):
     (tmp_path / "run").mkdir()
     torch.save({"epoch": 1}, tmp_path / "run" / "last.pt")
