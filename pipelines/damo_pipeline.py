@@ -10,8 +10,9 @@ damo_core.steps.<name>.run (docs/steps.md). Cluster settings (GPUs, node selecto
 tolerations, MinIO credentials from a Secret, the Pushgateway from a ConfigMap, the training
 workspace PVC, retries, caching) are attached here with kfp-kubernetes; the local runner
 ignores them. ``train_nodes``/``gpus_per_node`` place the teacher and distillation trainings
-(damo_core.cluster.placement): in the step's process, torchrun in its pod, or a PyTorchJob of
-N nodes sharing the ``workspace_pvc`` volume.
+(damo_core.cluster.placement): in the step's process, torchrun in its pod, or a job of N nodes
+sharing the ``workspace_pvc`` volume, a PyTorchJob (Training Operator v1) or, with
+``train_job_kind=trainjob``, a Kubeflow Trainer v2 TrainJob.
 """
 
 
@@ -63,7 +64,7 @@ def _cpu_step(task: dsl.PipelineTask, memory: str = "8G",
 def _gpu_step(task: dsl.PipelineTask, gpus: int | PipelineChannel,
               workspace_pvc: str | PipelineChannel) -> dsl.PipelineTask:
     """A training step: ``gpus`` GPUs (the ranks of torchrun in this pod) and the workspace
-    PVC at the path where a PyTorchJob's pods mount it too (train_nodes > 1)."""
+    PVC at the path where a multi-node job's pods mount it too (train_nodes > 1)."""
     _cpu_step(task, memory="32G", timeout_s=GPU_STEP_TIMEOUT_S)
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
     kubernetes.mount_pvc(task, pvc_name=workspace_pvc, mount_path=WORKSPACE)
@@ -114,6 +115,7 @@ def damo_pipeline(
     train_nodes: int = 1,
     gpus_per_node: int = 1,
     workspace_pvc: str = "damo-workspace",
+    train_job_kind: str = "pytorchjob",
 ) -> None:
     data = _cpu_step(unify(sources=sources, label_space=label_space, sampling=sampling,
                            num_classes=synth_classes, num_images=synth_images,
@@ -127,7 +129,7 @@ def damo_pipeline(
     }
     dataset = data.outputs["dataset"]
     placement = {"run_id": RUN_ID, "nodes": train_nodes, "gpus_per_node": gpus_per_node,
-                 "workspace_pvc": workspace_pvc}
+                 "workspace_pvc": workspace_pvc, "job_kind": train_job_kind}
     trained = {"L": _gpu_step(train(
         data=dataset, model_config=configs["L"].outputs["model_config"], preset=preset,
         settings=teacher_settings, **placement), gpus_per_node, workspace_pvc,

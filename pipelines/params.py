@@ -97,7 +97,7 @@ def _check_values(params: dict[str, Any], source: str) -> None:
         raise ConfigError(f"{source}: {err}") from None
     try:
         TrainPlacement(int(merged["train_nodes"]), int(merged["gpus_per_node"]),
-                       merged["workspace_pvc"])
+                       merged["workspace_pvc"], job_kind=merged["train_job_kind"])
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
     from damo_core.data.sampling import SamplingSettings

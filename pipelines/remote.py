@@ -1,4 +1,6 @@
-"""Submit the pipeline to a Kubeflow Pipelines API server, and rerun one step of an earlier run.
+"""Submit the pipeline to a Kubeflow Pipelines API server, and rerun one step of an earlier run;
+also the client helpers that scheduling (pipelines/schedule.py) and the runs listing
+(pipelines/runs.py) share with them.
 
 Rerun, the KFP way: a step is rerun by submitting the earlier run's own compiled spec and
 parameters again with caching left on for everything upstream of the step (those tasks are
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import yaml
 
 from damo_core.cluster.pytorchjob import PIPELINE_SERVICE_ACCOUNT
-from damo_core.errors import UnavailableError, UserInputError
+from damo_core.errors import DamoError, UnavailableError, UserInputError
 from pipelines.damo_pipeline import compile_pipeline, damo_pipeline
 from pipelines.params import PipelineParameterError
 
@@ -82,11 +85,46 @@ def submit(host: str, params: dict[str, Any] | None = None, *, experiment: str |
     The run's pods use ``service_account``: the default one (manifests/base/rbac.yaml) may
     create, watch and delete the PyTorchJobs of multi-node training."""
     params = params or {}
-    check_parameters(params, pipeline_parameters(), params_source)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(str(Path(tmp) / "pipeline.yaml"))
+    with compiled_package(params, params_source) as package:
         return _create_run(client(host, token, namespace), package, params, experiment,
                            run_name or "damo-yolo", namespace, service_account)
+
+
+@contextmanager
+def compiled_package(params: dict[str, Any], params_source: str = "parameters"
+                     ) -> Iterator[str]:
+    """The DAG compiled to a temporary IR YAML, once ``params`` are known to be parameters it
+    takes: a run and a recurring run are both created from this package."""
+    check_parameters(params, pipeline_parameters(), params_source)
+    with tempfile.TemporaryDirectory() as tmp:
+        yield compile_pipeline(str(Path(tmp) / "pipeline.yaml"))
+
+
+def check_service_account(service_account: str) -> None:
+    """An empty account would leave the pods on whatever account KFP defaults to, which may
+    not drive training jobs (PyTorchJob or TrainJob): refused before anything is sent."""
+    if not service_account.strip():
+        raise UserInputError("service account: empty name; the run's pods need one that may "
+                             f"drive training jobs (default {PIPELINE_SERVICE_ACCOUNT})")
+
+
+def ui_url(kfp_client: Any, page: str, object_id: str) -> str:
+    """The KFP UI's page of a run (``page="runs"``) or recurring run (``"recurringrun"``)."""
+    return f"{kfp_client._get_url_prefix()}/#/{page}/details/{object_id}"
+
+
+@contextmanager
+def not_found_as(error: DamoError) -> Iterator[None]:
+    """Turn the API's HTTP 404 inside the block into ``error`` (one line naming what is
+    missing); any other API error is not the user's and passes through."""
+    from kfp_server_api.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        raise error from None
 
 
 def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
@@ -96,7 +134,7 @@ def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
     """Rerun ``step`` of run ``run_id`` (and what depends on it, if asked); see module doc."""
     kfp_client = client(host, token, namespace)
     earlier = _get_run(kfp_client, run_id, host)
-    spec = _spec_of(kfp_client, earlier, run_id)
+    spec = spec_of(kfp_client, earlier, run_id)
     rerun_spec = select_step(spec, step, with_dependants=with_dependants)
     runtime = earlier.runtime_config.parameters if earlier.runtime_config else None
     declared = spec["pipeline_spec"]["root"].get("inputDefinitions", {}).get("parameters", {})
@@ -113,38 +151,46 @@ def rerun(host: str, run_id: str, step: str, *, with_dependants: bool = False,
                            experiment_id=None if experiment else earlier.experiment_id)
 
 
+class UnknownExperimentError(UserInputError):
+    """An experiment named to filter by does not exist (or is ambiguous) on that server."""
+
+
+def experiment_id_of(kfp_client: Any, name: str, host: str, namespace: str | None = None
+                     ) -> str:
+    """The id of the experiment called ``name``: listings filter by id, users know names."""
+    try:
+        return kfp_client.get_experiment(experiment_name=name, namespace=namespace
+                                         ).experiment_id
+    except ValueError as err:  # kfp.Client's "No experiment is found" / "Multiple ..."
+        raise UnknownExperimentError(f"experiment {name!r} on {host}: "
+                                     f"{str(err).rstrip('.')}") from None
+
+
 class UnknownRunError(UserInputError):
     """The run to rerun does not exist on that KFP server."""
 
 
 def _get_run(kfp_client: Any, run_id: str, host: str) -> Any:
-    from kfp_server_api.exceptions import ApiException
-
-    try:
+    with not_found_as(UnknownRunError(
+            f"no run {run_id!r} on {host} (HTTP 404); take the run id from the run's page or "
+            "`damo pipeline submit`'s output")):
         return kfp_client.get_run(run_id)
-    except ApiException as err:
-        if err.status != 404:
-            raise
-        raise UnknownRunError(f"no run {run_id!r} on {host} (HTTP 404); take the run id "
-                              "from the run's page or `damo pipeline submit`'s output") from None
 
 
 def _create_run(kfp_client: Any, package: str, params: dict[str, Any], experiment: str | None,
                 run_name: str, namespace: str | None, service_account: str,
                 experiment_id: str | None = None) -> Submitted:
-    if not service_account.strip():
-        raise UserInputError("service account: empty name; the run's pods need one that may "
-                             f"drive PyTorchJobs (default {PIPELINE_SERVICE_ACCOUNT})")
+    check_service_account(service_account)
     result = kfp_client.create_run_from_pipeline_package(
         package, arguments=params, run_name=run_name, namespace=namespace,
         experiment_name=None if experiment_id else (experiment or "damo-yolo"),
         experiment_id=experiment_id, service_account=service_account)
     run = result.run_info
-    url = f"{kfp_client._get_url_prefix()}/#/runs/details/{run.run_id}"
-    return Submitted(run.run_id, url, run.experiment_id, params)
+    return Submitted(run.run_id, ui_url(kfp_client, "runs", run.run_id), run.experiment_id,
+                     params)
 
 
-def _spec_of(kfp_client: Any, run: Any, run_id: str) -> dict[str, Any]:
+def spec_of(kfp_client: Any, run: Any, run_id: str) -> dict[str, Any]:
     """The compiled spec the run executed: inline, or from the pipeline version it referenced."""
     spec = run.pipeline_spec
     if not spec and run.pipeline_version_reference:

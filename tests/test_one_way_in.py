@@ -104,7 +104,8 @@ ROW = {"model": "m", "image_size": 64, "batch": 1, "format": "onnx", "precision"
 RESULT = {**ROW, "AP": 0.5, "AP50": 0.6, "AP75": 0.4, "APs": 0.1, "APm": 0.2, "APl": 0.3,
           "model_name": "m", "num_classes": 2, "epochs": 1, "passed": True, "reason": "PASS",
           "cpu": "cpu", "rows": [ROW], "host": {}, "path": "p", "report": "r.json",
-          "sources": {"a": {"images": 1, "boxes": 2}}, "collisions": []}
+          "sources": {"a": {"images": 1, "boxes": 2}}, "collisions": [],
+          "best_f1_threshold": 0.5, "per_class_table": "| class |"}
 COMMAND_ARGS = {
     "unify": ["--source", "synthetic", "--out", "d"],
     "nas": ["--out", "m.yaml"],

@@ -1,22 +1,29 @@
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from components._image import DAMO_GPU_IMAGE
 
 
 @dsl.component(base_image=DAMO_GPU_IMAGE, install_kfp_package=False)
 def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, settings: dict,
-          model: Output[Model], metrics: Output[Metrics], run_id: str = "", nodes: int = 1,
-          gpus_per_node: int = 1, workspace_pvc: str = "") -> float:
+          model: Output[Model], metrics: Output[Metrics], curves: Output[HTML], run_id: str = "",
+          nodes: int = 1, gpus_per_node: int = 1, workspace_pvc: str = "",
+          job_kind: str = "pytorchjob") -> float:
     """Train the largest model from scratch; it teaches the first distillation link.
+
+    The run's TensorBoard event files stay in the model artifact (its tensorboard/ folder, for
+    ``tensorboard --logdir``). KFP v2 has no TensorBoard output type, so ``curves`` is an HTML
+    page rendered from those files (loss, learning-rate and AP curves, a per-epoch table, the
+    latest sample predictions), which the KFP UI shows.
 
     Args:
         preset: training preset name (cpu_quick) or "" for the paper's settings.
         settings: training overrides (epochs, batch, img_size, augment: {...}, ...).
         run_id: the pipeline run, the label of the training's pushed metrics.
-        nodes: 1 trains in this pod; N > 1 runs a PyTorchJob of N pods.
+        nodes: 1 trains in this pod; N > 1 runs a job of N pods (``job_kind``).
         gpus_per_node: ranks per pod (torchrun when > 1).
-        workspace_pvc: ReadWriteMany PVC shared with the PyTorchJob (mounted at /workspace).
+        workspace_pvc: ReadWriteMany PVC shared with the job (mounted at /workspace).
+        job_kind: "pytorchjob" (Training Operator v1) or "trainjob" (Kubeflow Trainer v2).
     Returns:
         Validation AP50 of the best checkpoint.
     """
@@ -26,7 +33,8 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
 
     meta = run(data.path, model.path, model=model_config.path, settings=settings, preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
-                                                  DAMO_GPU_IMAGE))
+                                                  DAMO_GPU_IMAGE, job_kind),
+               page=curves.path)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

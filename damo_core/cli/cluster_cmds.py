@@ -15,7 +15,8 @@ from damo_core.steps._common import read_json_file as read_json
 
 metrics_app = typer.Typer(help="Prometheus metrics: push step results, the latency-vs-mAP PNG.",
                           no_args_is_help=True)
-cluster_app = typer.Typer(help="Training on a cluster as a Kubeflow PyTorchJob.",
+cluster_app = typer.Typer(help="Training on a cluster as a Kubeflow PyTorchJob or "
+                          "Trainer v2 TrainJob.",
                           no_args_is_help=True)
 
 
@@ -76,7 +77,7 @@ def report(
 @cluster_app.command("job")
 @exit_on_user_error
 def job(
-    name: Annotated[str, typer.Option(help="PyTorchJob name (DNS label).")],
+    name: Annotated[str, typer.Option(help="Job name (DNS label).")],
     image: Annotated[str, typer.Option(help="GPU training image.")],
     damo_args: Annotated[list[str], typer.Argument(help="After `--`: the damo command, e.g. "
                                                         "train --model damoyolo_s --data ...")],
@@ -87,18 +88,33 @@ def job(
                                                  "/workspace.")] = None,
     submit: Annotated[bool, typer.Option("--submit", help="Create it, stream the master's "
                                                           "log, wait, delete.")] = False,
+    kind: Annotated[str, typer.Option(help="pytorchjob (Training Operator v1) or trainjob "
+                                           "(Kubeflow Trainer v2).")] = "pytorchjob",
 ) -> None:
-    """Print the PyTorchJob YAML for a damo command, or run it on the cluster (--submit)."""
+    """Print the training job's YAML for a damo command, or run it on the cluster
+    (--submit)."""
     import yaml
 
-    from damo_core.cluster import build_pytorchjob, run_pytorchjob, train_job_spec
+    from damo_core.cluster import (
+        build_pytorchjob,
+        build_trainjob,
+        run_pytorchjob,
+        run_trainjob,
+        train_job_spec,
+    )
     from damo_core.cluster.launch import MINIO_SECRET_ENV
+    from damo_core.errors import UserInputError
 
+    kinds = {"pytorchjob": (build_pytorchjob, run_pytorchjob),
+             "trainjob": (build_trainjob, run_trainjob)}
+    if kind not in kinds:
+        raise UserInputError(f"--kind must be one of {sorted(kinds)}, got {kind!r}")
+    build, run = kinds[kind]
     spec = train_job_spec(name, image, damo_args, nodes=nodes, gpus_per_node=gpus_per_node,
                           namespace=namespace, volume_claim=pvc, secret_env=MINIO_SECRET_ENV)
-    body = build_pytorchjob(spec)
+    body = build(spec)
     if not submit:
         typer.echo(yaml.safe_dump(body, sort_keys=False))
         return
-    outcome = run_pytorchjob(body, sink=typer.echo)
-    typer.echo(f"PyTorchJob {outcome.name}: {outcome.state} in {outcome.seconds:.0f} s")
+    outcome = run(body, sink=typer.echo)
+    typer.echo(f"{body['kind']} {outcome.name}: {outcome.state} in {outcome.seconds:.0f} s")

@@ -1,8 +1,10 @@
-"""``damo pipeline``: compile the DAG, run it locally, submit it to Kubeflow."""
+"""``damo pipeline``: compile the DAG, run it locally, submit it to Kubeflow, schedule it there
+and list its runs."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,8 +26,8 @@ ServiceAccount = Annotated[str, typer.Option(
     "--service-account", help="Kubernetes service account of the run's pods; it must be allowed "
     "to create PyTorchJobs for train_nodes > 1 (manifests/base/rbac.yaml).")]
 
-pipeline_app = typer.Typer(help="The Kubeflow pipeline: compile, run locally, submit, rerun.",
-                           no_args_is_help=True)
+pipeline_app = typer.Typer(help="The Kubeflow pipeline: compile, run locally, submit, rerun, "
+                                "schedule, list runs.", no_args_is_help=True)
 
 
 def _params(path: Path | None, pairs: list[str] | None,
@@ -165,3 +167,142 @@ def show_params() -> None:
     from pipelines.remote import pipeline_parameters
 
     typer.echo(json.dumps(pipeline_parameters(), indent=2))
+
+
+@pipeline_app.command("schedule")
+@exit_on_user_error
+def schedule(
+    host: Host,
+    cron: Annotated[str | None, typer.Option(
+        help="KFP cron, 6 fields with seconds first: '0 0 3 * * *' is 03:00 daily (UTC); or "
+             "@daily, @hourly, ...")] = None,
+    interval: Annotated[int | None, typer.Option(
+        help="Instead of --cron: a run every SECONDS.", metavar="SECONDS")] = None,
+    name: Annotated[str, typer.Option(help="The recurring run's name.")] = "damo-yolo",
+    experiment: Annotated[str | None, typer.Option(
+        help="Experiment of the schedule, created if missing (default: damo-yolo); with "
+             "--list: only its schedules.")] = None,
+    max_concurrency: Annotated[int, typer.Option(
+        "--max-concurrency", help="Runs of this schedule at once (1-10).")] = 1,
+    catchup: Annotated[bool, typer.Option(
+        "--catchup/--no-catchup", help="After a pause, start one run per missed tick "
+                                       "(--catchup) or only the latest one.")] = False,
+    params: Annotated[Path | None, typer.Option(help="YAML of pipeline parameters.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the recurring runs.")] = False,
+    enable: Annotated[str | None, typer.Option(help="Resume the recurring run ID.",
+                                               metavar="ID")] = None,
+    disable: Annotated[str | None, typer.Option(help="Pause the recurring run ID.",
+                                                metavar="ID")] = None,
+    delete: Annotated[str | None, typer.Option(help="Delete the recurring run ID.",
+                                               metavar="ID")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --list: JSON lines.")] = False,
+    namespace: Namespace = None,
+    token: Token = None,
+    service_account: ServiceAccount = PIPELINE_SERVICE_ACCOUNT,
+    overrides: Annotated[list[str] | None, typer.Argument(help="param=value pairs.")] = None,
+) -> None:
+    """Run the pipeline on a schedule (a KFP recurring run); or --list, --enable, --disable,
+    --delete the recurring runs."""
+    from pipelines import schedule as schedules
+
+    actions = [flag for flag, given in (("--list", list_), ("--enable", enable),
+                                        ("--disable", disable), ("--delete", delete)) if given]
+    if len(actions) > 1:
+        raise UserInputError(f"{' and '.join(actions)}: give one of them at a time")
+    creating = [flag for flag, given in (("--cron", cron is not None),
+                                         ("--interval", interval is not None),
+                                         ("--params", params), ("param=value", overrides))
+                if given]
+    if actions and creating:
+        raise UserInputError(f"{', '.join(creating)} create a schedule; they do not go with "
+                             f"{actions[0]}")
+    if as_json and not list_:
+        raise UserInputError("--json formats the --list output; add --list")
+    if list_:
+        rows = schedules.list_schedules(host, experiment=experiment, token=token,
+                                        namespace=namespace)
+        _print_rows([r.as_dict() for r in rows], as_json, schedule_table, rows)
+        return
+    for job_id, enabled in ((enable, True), (disable, False)):
+        if job_id:
+            schedules.set_enabled(host, job_id, enabled, token=token, namespace=namespace)
+            typer.echo(f"recurring run {job_id}: {'enabled' if enabled else 'disabled'}")
+            return
+    if delete:
+        schedules.delete(host, delete, token=token, namespace=namespace)
+        typer.echo(f"recurring run {delete}: deleted")
+        return
+    # the trigger first: a bad cron fails before the pipeline definition is even loaded
+    schedules.check_trigger(cron, interval, max_concurrency)
+    job = schedules.create(host, _params(params, overrides), cron=cron, interval=interval,
+                           name=name, experiment=experiment, max_concurrency=max_concurrency,
+                           catchup=catchup, token=token, namespace=namespace,
+                           params_source=str(params) if params else "parameters",
+                           service_account=service_account)
+    typer.echo(f"recurring run {job.recurring_run_id} ({job.trigger}, max concurrency "
+               f"{job.max_concurrency}, catch-up {'off' if job.no_catchup else 'on'}): "
+               f"{job.url}")
+
+
+def schedule_table(rows: list[Any]) -> Table:
+    table = Table(title="recurring runs")
+    for col in ("id", "name", "status", "trigger", "max concurrency", "catch-up", "created"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row.recurring_run_id, row.name, row.status, row.trigger,
+                      str(row.max_concurrency), "off" if row.no_catchup else "on",
+                      _when(row.created_at))
+    return table
+
+
+@pipeline_app.command("runs")
+@exit_on_user_error
+def runs(
+    host: Host,
+    limit: Annotated[int, typer.Option(help="How many of the newest runs.")] = 10,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one per run.")] = False,
+    namespace: Namespace = None,
+    token: Token = None,
+) -> None:
+    """List the newest runs: name, id, state, created, duration and each gate's verdict
+    (PASS, FAIL, ERROR), as far as the run has recorded it."""
+    from pipelines.runs import list_runs
+
+    rows = list_runs(host, limit=limit, experiment=experiment, token=token,
+                     namespace=namespace)
+    _print_rows([r.as_dict() for r in rows], as_json, runs_table, rows)
+
+
+def runs_table(rows: list[Any]) -> Table:
+    table = Table(title="runs, newest first")
+    for col in ("name", "id", "state", "created", "duration", "gates"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        gates = "  ".join(f"{label} {verdict}" for label, verdict in row.gates.items())
+        table.add_row(row.name, row.run_id, row.state, _when(row.created_at),
+                      _duration(row.duration_s), gates or "-")
+    return table
+
+
+def _print_rows(dicts: list[dict], as_json: bool, table: Any, rows: list[Any]) -> None:
+    """``--json``: one JSON object a line (for jq and scripts); else a table wide enough that
+    ids are not cut."""
+    if as_json:
+        for item in dicts:
+            typer.echo(json.dumps(item))
+    else:
+        Console(width=180).print(table(rows))
+
+
+def _when(moment: Any) -> str:
+    """The API's times are UTC (and so is KFP's cron): shown as such, to the minute."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -61,14 +61,20 @@ def evaluate(
     img_size: opt.ImgSize = None,
     out: Annotated[Path | None, typer.Option(
         help="Write the metrics JSON (per-class AP too) here. [default: none]")] = None,
+    plots: Annotated[Path | None, typer.Option(
+        help="Write the confusion matrix (JSON, PNG) and the precision-recall and "
+        "F1-confidence plots into this directory. [default: none]")] = None,
     run_id: opt.RunId = None,
 ) -> None:
-    """COCO AP, AP50, AP75, APs/m/l and per-class AP of a trained checkpoint."""
+    """COCO AP, AP50, AP75, APs/m/l, the best-F1 confidence threshold and per-class AP of a
+    trained checkpoint: the per-class table (Markdown) on stderr, the metrics as JSON on
+    stdout, so scripts can still parse stdout."""
     check_img_size(img_size)
     from damo_core.steps.evaluate import run
 
-    metrics = run(weights, data, split=split, img_size=img_size, out_json=out, run_id=run_id,
-                  progress=True)
+    metrics = run(weights, data, split=split, img_size=img_size, out_json=out, out_dir=plots,
+                  run_id=run_id, progress=True)
+    typer.echo(metrics.pop("per_class_table"), err=True)
     typer.echo(json.dumps(metrics, indent=2))
 
 
@@ -86,27 +92,34 @@ def predict(
     out: Annotated[Path, typer.Option(
         help="Directory for annotated images (and detections.jsonl with --data).")] = Path(
         "runs/predict"),
-    conf: Annotated[float, typer.Option(help="Score threshold.")] = 0.3,
+    conf: Annotated[float | None, typer.Option(
+        help="Score threshold. Default: the best-F1 confidence the checkpoint's training "
+             "measured on its val split, else 0.3.")] = None,
 ) -> None:
     """Detect objects in images, or in a dataset split with --data (also writing
     detections.jsonl), and save copies with the boxes drawn."""
     _check_predict_args(conf, images, data, limit)
+    from damo_core.eval.curves import checkpoint_threshold
     from damo_core.steps._common import weights_file
     from damo_core.train import load_trained
 
     model, meta = load_trained(weights_file(weights))
+    if conf is None:
+        conf = checkpoint_threshold(meta)
+        typer.echo(f"score threshold {conf:.2f} (--conf to change)", err=True)
     if data is None:
         _predict_files(model, meta, images or [], out, conf)
     else:
         _predict_data(model, meta, data, split, limit, out, conf)
 
 
-def _check_predict_args(conf: float, images: list[Path] | None, data: str | None,
+def _check_predict_args(conf: float | None, images: list[Path] | None, data: str | None,
                         limit: int | None) -> None:
     """Refuse a bad command line before the checkpoint is loaded."""
     from damo_core.errors import UserInputError
 
-    if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
+    # the range check is false for NaN too, which would keep or drop everything
+    if conf is not None and not 0.0 <= conf <= 1.0:
         raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
     if bool(images) == (data is not None):
         raise UserInputError("predict takes image files or --data DATASET, exactly one of the "

@@ -1,7 +1,8 @@
-"""Training beyond one machine: the Kubeflow PyTorchJob the pipeline's training steps create
-(``pytorchjob``), its life cycle through the Kubernetes API (``jobs``), the step-side staging
+"""Training beyond one machine: the Kubeflow jobs the pipeline's training steps create, a
+Training Operator v1 ``PyTorchJob`` (``pytorchjob``) or a Trainer v2 ``TrainJob``
+(``trainjob``), their life cycle through the Kubernetes API (``jobs``), the step-side staging
 of inputs and outputs on a shared volume (``launch``) and the choice between one process,
-torchrun in the step's pod and a PyTorchJob (``placement``)."""
+torchrun in the step's pod and a job of N nodes (``placement``)."""
 
 from damo_core.cluster.jobs import JobOutcome, TrainingJobError, run_pytorchjob
 from damo_core.cluster.launch import train_command, train_with_pytorchjob
@@ -13,8 +14,9 @@ from damo_core.cluster.pytorchjob import (
     build_pytorchjob,
     train_job_spec,
 )
+from damo_core.cluster.trainjob import build_trainjob, run_trainjob
 
 __all__ = ["PIPELINE_SERVICE_ACCOUNT", "JobOutcome", "Mode", "PlacementError", "SecretEnv",
            "TrainJobSpec", "TrainPlacement", "TrainingJobError", "build_pytorchjob",
-           "run_pytorchjob", "train_command", "train_job_spec", "train_placed",
-           "train_with_pytorchjob"]
+           "build_trainjob", "run_pytorchjob", "run_trainjob", "train_command",
+           "train_job_spec", "train_placed", "train_with_pytorchjob"]

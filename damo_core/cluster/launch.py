@@ -1,4 +1,5 @@
-"""Run the training step as a PyTorchJob from inside a pipeline step (the component's side).
+"""Run the training step as a job of N nodes from inside a pipeline step (the component's side):
+a PyTorchJob, or a Kubeflow Trainer v2 TrainJob when the caller passes its builder and runner.
 
 Why staging: the job's pods cannot see the component's KFP artifacts, so the step copies its
 inputs (dataset, model YAML, teacher checkpoint, training preset) into a directory on a
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from damo_core.cluster.jobs import JobOutcome, TrainingJobError, run_pytorchjob
-from damo_core.cluster.pytorchjob import build_pytorchjob, train_job_spec
+from damo_core.cluster.pytorchjob import TrainJobSpec, build_pytorchjob, train_job_spec
 from damo_core.errors import InputNotFoundError
 
 MINIO_SECRET_ENV = {"AWS_ACCESS_KEY_ID": ("damo-minio", "accesskey"),
@@ -71,14 +72,16 @@ def train_with_pytorchjob(
     workspace: str | Path, volume_claim: str, nodes: int = 2, gpus_per_node: int = 1,
     settings: Mapping[str, Any] | None = None, config: str | Path | None = None,
     teacher_weights: str | Path | None = None, namespace: str = "damo",
-    run_job: Callable[[dict[str, Any]], JobOutcome] = run_pytorchjob, **options: Any,
+    run_job: Callable[[dict[str, Any]], JobOutcome] = run_pytorchjob,
+    build_job: Callable[[TrainJobSpec], dict[str, Any]] = build_pytorchjob, **options: Any,
 ) -> JobOutcome:
     """Stage inputs under ``workspace/job_name`` (the PVC ``volume_claim`` mounted at
     ``workspace`` here and in the job), run the job, copy its run directory to ``out_dir``.
 
     ``model`` is a zoo name or a model YAML file (staged); ``data`` is a manifest directory
     (staged: a few small files, the images stay where its rows say) or an ``s3://`` manifest
-    URI (passed as is). Extra ``options`` go to
+    URI (passed as is). ``build_job`` turns the spec into the job object ``run_job`` runs
+    (``build_trainjob`` with ``run_trainjob`` for a TrainJob). Extra ``options`` go to
     :class:`~damo_core.cluster.pytorchjob.TrainJobSpec`."""
     from damo_core.storage import is_remote
 
@@ -99,8 +102,9 @@ def train_with_pytorchjob(
     spec = train_job_spec(job_name, image, args, nodes=nodes, gpus_per_node=gpus_per_node,
                           namespace=namespace, volume_claim=volume_claim,
                           mount_path=str(workspace), secret_env=MINIO_SECRET_ENV, **options)
-    outcome = run_job(build_pytorchjob(spec))
+    job = build_job(spec)
+    outcome = run_job(job)
     if not run_dir.is_dir():
-        raise JobOutputMissingError(f"PyTorchJob {job_name} finished but wrote no {run_dir}")
+        raise JobOutputMissingError(f"{job['kind']} {job_name} finished but wrote no {run_dir}")
     shutil.copytree(run_dir, out_dir, dirs_exist_ok=True)
     return outcome

@@ -1,7 +1,8 @@
 """Where the pipeline's training steps train: in the step's process, torchrun in the step's pod,
-or a PyTorchJob of N nodes. One pipeline parameter set (nodes, GPUs per node, workspace PVC)
-chooses, and every path leaves the same run directory (best.pt, last.pt, results.csv ...) in
-the step's output, so the train and distill steps return the same metadata whichever ran.
+or a job of N nodes, a PyTorchJob (Training Operator v1) or a TrainJob (Kubeflow Trainer v2).
+One pipeline parameter set (nodes, GPUs per node, workspace PVC, job kind) chooses, and every
+path leaves the same run directory (best.pt, last.pt, results.csv ...) in the step's output,
+so the train and distill steps return the same metadata whichever ran.
 
 Why the choice lives here and not in the component: components stay shells, and the rules
 (which mode, the job's name, its namespace, image and environment) are unit-tested without a
@@ -26,15 +27,18 @@ import yaml
 
 from damo_core.cluster import launch
 from damo_core.cluster.jobs import JobOutcome, TrainingJobError, run_pytorchjob
+from damo_core.cluster.pytorchjob import build_pytorchjob
+from damo_core.cluster.trainjob import build_trainjob, max_name_length, run_trainjob
 from damo_core.errors import DamoError, UserInputError
 from damo_core.metrics import push
 
 WORKSPACE = "/workspace"  # where the pipeline mounts the workspace PVC (step pod and job pods)
 ENV_WORKSPACE = "DAMO_WORKSPACE"  # overrides WORKSPACE (a cluster mounting it elsewhere, tests)
-ENV_IMAGE = "DAMO_TRAIN_IMAGE"  # the PyTorchJob pods' image, if not the component's own
-ENV_NAMESPACE = "DAMO_NAMESPACE"  # the PyTorchJob's namespace, if not the step pod's own
+ENV_IMAGE = "DAMO_TRAIN_IMAGE"  # the job pods' image, if not the component's own
+ENV_NAMESPACE = "DAMO_NAMESPACE"  # the job's namespace, if not the step pod's own
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_NAMESPACE = "damo"
+JOB_KINDS = ("pytorchjob", "trainjob")  # pipeline parameter train_job_kind
 _DNS_MAX = 63
 
 
@@ -43,13 +47,14 @@ class PlacementError(UserInputError):
 
 
 class WorkspaceMissingError(DamoError, FileNotFoundError):
-    """A PyTorchJob needs the shared workspace, and it is not mounted in this pod."""
+    """A job of N nodes needs the shared workspace, and it is not mounted in this pod."""
 
 
 class Mode(StrEnum):
     IN_PROCESS = "in-process"  # one process: a laptop, CI, a one-GPU pod
     TORCHRUN = "torchrun"  # one pod, gpus_per_node ranks
-    PYTORCHJOB = "pytorchjob"  # nodes pods of gpus_per_node ranks each
+    PYTORCHJOB = "pytorchjob"  # nodes pods of gpus_per_node ranks each, a PyTorchJob
+    TRAINJOB = "trainjob"  # the same pods as a Kubeflow Trainer v2 TrainJob
 
 
 def _count(what: str, value: Any) -> int:
@@ -69,12 +74,14 @@ def _workspace() -> str:
 
 @dataclass(frozen=True)
 class TrainPlacement:
-    """The pipeline's ``train_nodes``, ``gpus_per_node`` and ``workspace_pvc``; checked here."""
+    """The pipeline's ``train_nodes``, ``gpus_per_node``, ``workspace_pvc`` and
+    ``train_job_kind``; checked here."""
 
     nodes: int = 1
     gpus_per_node: int = 1
     workspace_pvc: str = ""
     workspace: str = field(default_factory=_workspace)
+    job_kind: str = JOB_KINDS[0]
 
     def __post_init__(self) -> None:
         # KFP hands integer parameters over as JSON numbers: 2.0 is 2, 1.5 is an error
@@ -84,21 +91,24 @@ class TrainPlacement:
             raise PlacementError(
                 f"training placement: train_nodes={self.nodes} needs workspace_pvc, the "
                 "ReadWriteMany PVC the job's pods share with this step; got an empty name")
+        if self.job_kind not in JOB_KINDS:
+            raise PlacementError(f"training placement: train_job_kind must be one of "
+                                 f"{list(JOB_KINDS)}, got {self.job_kind!r}")
 
     @property
     def mode(self) -> Mode:
         if self.nodes > 1:
-            return Mode.PYTORCHJOB
+            return Mode(self.job_kind)
         return Mode.TORCHRUN if self.gpus_per_node > 1 else Mode.IN_PROCESS
 
 
-def dns_label(text: str) -> str:
-    """``text`` as a Kubernetes object name: lowercase alphanumerics and '-', at most 63
+def dns_label(text: str, limit: int = _DNS_MAX) -> str:
+    """``text`` as a Kubernetes object name: lowercase alphanumerics and '-', at most ``limit``
     characters; a cut name ends in a hash of the whole, so two long names stay distinct."""
     label = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
-    if len(label) > _DNS_MAX:
+    if len(label) > limit:
         digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-        label = f"{label[:_DNS_MAX - 9].rstrip('-')}-{digest}"
+        label = f"{label[:limit - 9].rstrip('-')}-{digest}"
     return label or "damo-train"
 
 
@@ -113,9 +123,9 @@ def model_name(model: str | Path) -> str:
     return str(model)
 
 
-def job_name(run: str, model: str | Path) -> str:
-    """One PyTorchJob per run and model: a rerun or another model never collides."""
-    return dns_label(f"{run}-{model_name(model)}")
+def job_name(run: str, model: str | Path, limit: int = _DNS_MAX) -> str:
+    """One job per run and model: a rerun or another model never collides."""
+    return dns_label(f"{run}-{model_name(model)}", limit)
 
 
 def current_namespace() -> str:
@@ -160,7 +170,8 @@ def train_placed(placement: TrainPlacement, data: str | Path, out_dir: str | Pat
                  teacher_weights: str | Path | None = None,
                  distill_settings: Mapping[str, Any] | None = None,
                  image: str | None = None) -> JobOutcome | None:
-    """Train in a torchrun subprocess or a PyTorchJob (``placement.mode``), into ``out_dir``.
+    """Train in a torchrun subprocess or a job of N nodes (``placement.mode``), into
+    ``out_dir``.
 
     The in-process mode is the caller's own (``damo_core.steps._training.fit``); this raises for
     it so a wrong dispatch cannot silently train twice. Returns the job's outcome, if a job ran.
@@ -174,10 +185,9 @@ def train_placed(placement: TrainPlacement, data: str | Path, out_dir: str | Pat
                                     teacher_weights=teacher)
         run_torchrun(placement.gpus_per_node, args, training_env(run))
         return None
-    if placement.mode is Mode.PYTORCHJOB:
-        return run_as_pytorchjob(placement, data, out_dir, model=model, run=run,
-                                 settings=merged, config=config, teacher_weights=teacher,
-                                 image=image)
+    if placement.mode in (Mode.PYTORCHJOB, Mode.TRAINJOB):
+        return run_as_job(placement, data, out_dir, model=model, run=run, settings=merged,
+                          config=config, teacher_weights=teacher, image=image)
     raise PlacementError(f"train_placed: mode {placement.mode.value} trains in the caller")
 
 
@@ -190,13 +200,14 @@ def run_torchrun(gpus: int, damo_args: list[str], env: Mapping[str, str]) -> Non
                                f"{' '.join(command)}")
 
 
-def run_as_pytorchjob(placement: TrainPlacement, data: str | Path, out_dir: str | Path, *,
-                      model: str, run: str, settings: Mapping[str, Any],
-                      config: str | Path | None, teacher_weights: str | None,
-                      image: str | None) -> JobOutcome:
-    """Stage on the shared workspace, run the job (``launch.train_with_pytorchjob``), and
-    remove the staging directory once its run directory is copied back. A failed job's is kept
-    for inspection until the step's retry, which starts from a clean one (no stale best.pt)."""
+def run_as_job(placement: TrainPlacement, data: str | Path, out_dir: str | Path, *,
+               model: str, run: str, settings: Mapping[str, Any],
+               config: str | Path | None, teacher_weights: str | None,
+               image: str | None) -> JobOutcome:
+    """Stage on the shared workspace, run the job (``launch.train_with_pytorchjob``: a
+    PyTorchJob, or a TrainJob when ``placement.mode`` says so), and remove the staging
+    directory once its run directory is copied back. A failed job's is kept for inspection
+    until the step's retry, which starts from a clean one (no stale best.pt)."""
     workspace = Path(placement.workspace)
     if not workspace.is_dir():
         raise WorkspaceMissingError(
@@ -204,15 +215,18 @@ def run_as_pytorchjob(placement: TrainPlacement, data: str | Path, out_dir: str 
             f"{placement.workspace_pvc!r} there (pipeline parameter workspace_pvc)")
     chosen_image = os.environ.get(ENV_IMAGE, "").strip() or (image or "").strip()
     if not chosen_image:
-        raise PlacementError(f"PyTorchJob image: set ${ENV_IMAGE} or pass the component's image")
-    name = job_name(run, model)
+        raise PlacementError(f"training job image: set ${ENV_IMAGE} or pass the component's "
+                             "image")
+    trainjob = placement.mode is Mode.TRAINJOB
+    name = job_name(run, model, max_name_length(placement.nodes) if trainjob else _DNS_MAX)
     shutil.rmtree(workspace / name, ignore_errors=True)
     outcome = launch.train_with_pytorchjob(
         data, out_dir, model=model, job_name=name, image=chosen_image,
         workspace=workspace, volume_claim=placement.workspace_pvc, nodes=placement.nodes,
         gpus_per_node=placement.gpus_per_node, settings=settings, config=config,
         teacher_weights=teacher_weights, namespace=current_namespace(),
-        run_job=run_pytorchjob, env=training_env(run),
+        build_job=build_trainjob if trainjob else build_pytorchjob,
+        run_job=run_trainjob if trainjob else run_pytorchjob, env=training_env(run),
         labels={"damo.run": dns_label(run), "damo.model": dns_label(model_name(model))})
     shutil.rmtree(workspace / name, ignore_errors=True)
     return outcome

@@ -29,6 +29,9 @@ REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 PIPELINE_SERVICE_ACCOUNT = "damo-pipeline-runner"  # manifests/base/rbac.yaml: may drive jobs
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+# every training pod: schedulable on tainted GPU nodes, its container without privileges
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "runAsNonRoot": True}
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class SecretEnv:
 
 @dataclass(frozen=True)
 class TrainJobSpec:
-    """What a PyTorchJob of the training step needs; validated on construction.
+    """What a job of the training step needs, a PyTorchJob or a Trainer v2 TrainJob
+    (``damo_core.cluster.trainjob``); validated on construction.
 
     ``damo_args`` are the arguments after ``damo`` (``["train", "--model", ...]``);
     ``volume_claim`` (a ReadWriteMany PVC) is mounted at ``mount_path`` on every pod so all
@@ -70,53 +74,73 @@ class TrainJobSpec:
 
     def __post_init__(self) -> None:
         if len(self.name) > 63 or not _DNS_LABEL.match(self.name):
-            raise UserInputError(f"PyTorchJob name {self.name!r} must be a DNS label "
+            raise UserInputError(f"training job name {self.name!r} must be a DNS label "
                                  "(lowercase letters, digits, '-', at most 63 characters)")
         if not self.image or any(c.isspace() for c in self.image):
-            raise UserInputError(f"PyTorchJob image must be a non-empty reference, got "
+            raise UserInputError(f"training job image must be a non-empty reference, got "
                                  f"{self.image!r}")
         if not self.damo_args:
-            raise UserInputError("PyTorchJob damo_args is empty: give the damo command to run")
+            raise UserInputError("training job damo_args is empty: give the damo command to run")
         for what, value in (("nodes", self.nodes), ("gpus_per_node", self.gpus_per_node)):
             if not isinstance(value, int) or value < 1:
-                raise UserInputError(f"PyTorchJob {what} must be an integer >= 1, got {value!r}")
+                raise UserInputError(f"training job {what} must be an integer >= 1, got {value!r}")
         for what, value in (("cpu", self.cpu), ("memory", self.memory),
                             ("shm_size", self.shm_size)):
             if not _QUANTITY.match(value):
-                raise UserInputError(f"PyTorchJob {what} {value!r} is not a Kubernetes quantity")
+                raise UserInputError(f"training job {what} {value!r} is not a Kubernetes quantity")
 
     @property
     def world_size(self) -> int:
         return self.nodes * self.gpus_per_node
 
 
-def _container(spec: TrainJobSpec) -> dict[str, Any]:
-    gpus = str(spec.gpus_per_node)
-    command = ["torchrun", "--no-python", f"--nproc-per-node={gpus}", "damo", *spec.damo_args]
+def job_command(spec: TrainJobSpec) -> list[str]:
+    """``torchrun --no-python --nproc-per-node=G damo ...``: every job pod's command (a
+    PyTorchJob's and a TrainJob's); the job's controller supplies the rendezvous as ``PET_*``."""
+    return ["torchrun", "--no-python", f"--nproc-per-node={spec.gpus_per_node}", "damo",
+            *spec.damo_args]
+
+
+def job_env(spec: TrainJobSpec) -> list[dict[str, Any]]:
+    """The literal variables, then those read from Secrets (never a credential as a value)."""
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.env]
-    env += [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
-            for s in spec.secret_env]
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    if spec.volume_claim:
-        mounts.append({"name": "workspace", "mountPath": spec.mount_path})
-    resources = {"cpu": spec.cpu, "memory": spec.memory, "nvidia.com/gpu": gpus}
-    return {"name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
-            "command": command, "env": env, "volumeMounts": mounts,
-            "resources": {"requests": dict(resources), "limits": dict(resources)},
-            "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True}}
+    return env + [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret,
+                                                                 "key": s.key}}}
+                  for s in spec.secret_env]
 
 
-def _replica(spec: TrainJobSpec, replicas: int) -> dict[str, Any]:
-    # NCCL and DataLoader workers need a /dev/shm larger than the container default of 64 MiB.
+def job_resources(spec: TrainJobSpec) -> dict[str, dict[str, str]]:
+    """Requests equal to limits, so every training pod is scheduled as it will run."""
+    resources = {"cpu": spec.cpu, "memory": spec.memory,
+                 "nvidia.com/gpu": str(spec.gpus_per_node)}
+    return {"requests": dict(resources), "limits": dict(resources)}
+
+
+def job_volumes(spec: TrainJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pod's volumes and the training container's mounts: a memory-backed /dev/shm (NCCL
+    and DataLoader workers need more than the container default of 64 MiB) and the shared
+    workspace PVC, when there is one."""
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}]
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if spec.volume_claim:
         volumes.append({"name": "workspace",
                         "persistentVolumeClaim": {"claimName": spec.volume_claim}})
+        mounts.append({"name": "workspace", "mountPath": spec.mount_path})
+    return volumes, mounts
+
+
+def _container(spec: TrainJobSpec, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": CONTAINER, "image": spec.image, "imagePullPolicy": "IfNotPresent",
+            "command": job_command(spec), "env": job_env(spec), "volumeMounts": mounts,
+            "resources": job_resources(spec), "securityContext": dict(CONTAINER_SECURITY)}
+
+
+def _replica(spec: TrainJobSpec, replicas: int) -> dict[str, Any]:
+    volumes, mounts = job_volumes(spec)
     pod: dict[str, Any] = {
-        "serviceAccountName": spec.service_account, "containers": [_container(spec)],
-        "volumes": volumes,
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+        "serviceAccountName": spec.service_account, "containers": [_container(spec, mounts)],
+        "volumes": volumes, "tolerations": [dict(GPU_TOLERATION)]}
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
     return {"replicas": replicas, "restartPolicy": "OnFailure",

@@ -1,12 +1,26 @@
-"""Evaluation and inference: post-processing, COCO mAP, prediction on files or a dataset
-split, drawing.
+"""Evaluation and inference: post-processing, COCO mAP, the confusion matrix and
+precision/recall/F1 against confidence, prediction on files or a dataset split, drawing.
 
 Everything here stands alone from the training data pipeline except the input fit
 (:mod:`damo_core.data.fit`), which is shared on purpose: a model must be evaluated, predicted
 with and served on inputs fitted exactly as it was trained.
 """
 
+from damo_core.eval.confusion import (
+    ConfusionMatrix,
+    SplitMatches,
+    confusion_matrix,
+    match_detections,
+    plot_confusion_matrix,
+)
+from damo_core.eval.curves import (
+    ConfidenceCurves,
+    best_f1_threshold,
+    confidence_curves,
+    plot_f1_curve,
+)
 from damo_core.eval.evaluator import (
+    PLOT_FILES,
     EvalResult,
     detections_to_coco_results,
     evaluate,
@@ -27,19 +41,29 @@ from damo_core.eval.predict import (
 from damo_core.eval.preprocess import PreparedImage, load_image, prepare_image
 
 __all__ = [
+    "PLOT_FILES",
+    "ConfidenceCurves",
+    "ConfusionMatrix",
     "Detections",
     "EvalResult",
     "PreparedImage",
     "PRCurve",
     "RowDetections",
+    "SplitMatches",
     "annotate_dataset",
     "annotated_paths",
+    "best_f1_threshold",
     "class_colour",
+    "confidence_curves",
+    "confusion_matrix",
     "detections_to_coco_results",
     "draw_detections",
     "evaluate",
     "load_image",
+    "match_detections",
     "nms_defaults",
+    "plot_confusion_matrix",
+    "plot_f1_curve",
     "plot_pr_curve",
     "postprocess",
     "precision_recall_curve",

@@ -11,6 +11,10 @@ Two separable stages:
 Keeping scoring separate lets it be checked on its own (ground truth fed back as predictions
 must score AP 1.0) and lets other producers of detections (exported ONNX models, a serving
 endpoint) be scored by identical code.
+
+Scoring also matches detections to objects (:mod:`damo_core.eval.confusion`) for what AP does
+not show: F1 against confidence and the threshold maximising it (:mod:`damo_core.eval.curves`),
+and the confusion matrix at that threshold. :meth:`EvalResult.write_plots` draws them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ from damo_core.data.coco import CocoDetection, DatasetSpec
 from damo_core.data.fit import FitMode, model_fit
 from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.errors import UserInputError
+from damo_core.eval.confusion import (
+    ConfusionMatrix,
+    confusion_matrix,
+    match_detections,
+    plot_confusion_matrix,
+)
+from damo_core.eval.curves import ConfidenceCurves, confidence_curves, plot_f1_curve
 from damo_core.eval.postprocess import Detections
 from damo_core.eval.pr_curve import PRCurve, plot_pr_curve, precision_recall_curve
 from damo_core.eval.predict import (
@@ -49,6 +60,7 @@ from damo_core.eval.preprocess import PreparedImage, prepare_image
 from damo_core.models.layers.box_ops import xyxy_to_xywh
 
 __all__ = [
+    "PLOT_FILES",
     "EvalResult",
     "detections_to_coco_results",
     "evaluate",
@@ -60,6 +72,11 @@ __all__ = [
 # Order of COCOeval.stats for bbox evaluation.
 _STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 _AP_ALL_AREAS, _MAX_DETS_LAST = 0, -1
+_IOU_50 = 0  # index of IoU 0.5 in COCOeval's thresholds
+# What EvalResult.write_plots writes, by key: file name.
+PLOT_FILES = {"confusion_json": "confusion_matrix.json", "confusion": "confusion_matrix.png",
+              "confusion_normalised": "confusion_matrix_normalised.png",
+              "pr_curve": "pr_curve.png", "f1_curve": "f1_curve.png"}
 
 
 @dataclass
@@ -70,6 +87,12 @@ class EvalResult:
     no ground truth in that bucket (e.g. ``APs`` with no small objects). ``per_class_ap``
     lists the classes with ground truth in the split; ``stats`` holds all 12 COCOeval numbers
     (the six APs, then AR@1, AR@10, AR@100 and ARs/m/l).
+
+    ``per_class_ap50`` is AP at IoU 0.5 for the same classes; ``per_class_images`` and
+    ``per_class_instances`` count, for every class, the images holding it and its objects
+    (crowd regions excluded). ``curves`` are precision, recall and F1 against confidence,
+    and ``confusion`` the confusion matrix at the best-F1 confidence ``curves.best_threshold``.
+    Results read from JSON written before these fields existed have them empty or ``None``.
     """
 
     AP: float
@@ -83,6 +106,11 @@ class EvalResult:
     num_detections: int
     stats: list[float] = field(default_factory=list)
     pr_curve: PRCurve | None = None
+    per_class_ap50: dict[str, float] = field(default_factory=dict)
+    per_class_images: dict[str, int] = field(default_factory=dict)
+    per_class_instances: dict[str, int] = field(default_factory=dict)
+    curves: ConfidenceCurves | None = None
+    confusion: ConfusionMatrix | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _STAT_NAMES}
@@ -92,12 +120,17 @@ class EvalResult:
             num_detections=self.num_detections,
             stats=list(self.stats),
             pr_curve=self.pr_curve.to_dict() if self.pr_curve else None,
+            per_class_ap50=dict(self.per_class_ap50),
+            per_class_images=dict(self.per_class_images),
+            per_class_instances=dict(self.per_class_instances),
+            curves=self.curves.to_dict() if self.curves else None,
+            confusion=self.confusion.to_dict() if self.confusion else None,
         )
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
-        curve = data.get("pr_curve")
+        curve, curves, confusion = data.get("pr_curve"), data.get("curves"), data.get("confusion")
         return cls(
             **{name: float(data[name]) for name in _STAT_NAMES},
             per_class_ap={k: float(v) for k, v in data["per_class_ap"].items()},
@@ -105,6 +138,12 @@ class EvalResult:
             num_detections=int(data["num_detections"]),
             stats=[float(v) for v in data.get("stats", [])],
             pr_curve=PRCurve.from_dict(curve) if curve else None,
+            per_class_ap50={k: float(v) for k, v in data.get("per_class_ap50", {}).items()},
+            per_class_images={k: int(v) for k, v in data.get("per_class_images", {}).items()},
+            per_class_instances={k: int(v)
+                                 for k, v in data.get("per_class_instances", {}).items()},
+            curves=ConfidenceCurves.from_dict(curves) if curves else None,
+            confusion=ConfusionMatrix.from_dict(confusion) if confusion else None,
         )
 
     def to_json(self, path: str | Path) -> Path:
@@ -120,6 +159,39 @@ class EvalResult:
         """One line for logs, e.g. ``AP 0.412 | AP50 0.601 | ...``."""
         parts = [f"{name} {getattr(self, name):.3f}" for name in _STAT_NAMES]
         return " | ".join(parts) + f" | {self.num_detections} dets on {self.num_images} images"
+
+    def per_class_table(self) -> str:
+        """Markdown table, one row per class: images and objects of the class in the split,
+        its AP and AP50 (``-`` for a class without objects, whose AP is undefined)."""
+        names = list(self.per_class_instances) or list(self.per_class_ap)
+        lines = ["| class | images | instances | AP | AP50 |", "|---|---:|---:|---:|---:|"]
+        for name in names:
+            cells = [name.replace("|", "\\|"), self.per_class_images.get(name, "-"),
+                     self.per_class_instances.get(name, "-"),
+                     _fmt(self.per_class_ap.get(name)), _fmt(self.per_class_ap50.get(name))]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        return "\n".join(lines)
+
+    def write_plots(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write the files of :data:`PLOT_FILES` into ``out_dir`` (each atomically): the
+        confusion matrix as JSON (counts and both normalisations) and as PNG heatmaps of the
+        counts and the column-normalised matrix, and the precision-recall (IoU 0.5) and
+        F1-confidence curves. Returns the paths by key."""
+        if self.confusion is None or self.curves is None or self.pr_curve is None:
+            raise UserInputError("this result has no matched detections to plot (written "
+                                 "before they existed?); evaluate again")
+        out = Path(out_dir)
+        paths = {key: out / name for key, name in PLOT_FILES.items()}
+        self.confusion.to_json(paths["confusion_json"])
+        plot_confusion_matrix(self.confusion, paths["confusion"], normalise="none")
+        plot_confusion_matrix(self.confusion, paths["confusion_normalised"], normalise="column")
+        plot_pr_curve(self.pr_curve, paths["pr_curve"])
+        plot_f1_curve(self.curves, paths["f1_curve"])
+        return paths
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -180,12 +252,14 @@ def _finite(value: float) -> float:
     return float(value) if math.isfinite(value) else -1.0
 
 
-def _per_class_ap(coco_eval: COCOeval) -> dict[str, float]:
-    """Class name → AP@[.5:.95] over all areas, for classes with ground truth."""
-    precision = coco_eval.eval["precision"][:, :, :, _AP_ALL_AREAS, _MAX_DETS_LAST]
+def _per_class_ap(coco_eval: COCOeval, iou_index: int | slice = slice(None)
+                  ) -> dict[str, float]:
+    """Class name → AP over all areas, for classes with ground truth: AP@[.5:.95] by default,
+    or at the one IoU threshold ``iou_index`` indexes."""
+    precision = coco_eval.eval["precision"][iou_index, :, :, _AP_ALL_AREAS, _MAX_DETS_LAST]
     result = {}
     for k, cat_id in enumerate(coco_eval.params.catIds):
-        values = precision[:, :, k]
+        values = precision[..., k]
         if (values > -1).any():
             result[coco_eval.cocoGt.cats[cat_id]["name"]] = _finite(values[values > -1].mean())
     return result
@@ -198,7 +272,8 @@ def score_detections(
 
     Every ground-truth image counts; images missing from ``detections`` had none. pycocotools'
     progress prints are swallowed, its numbers kept. At most 100 detections per image are
-    scored (the COCO protocol), highest scores first.
+    scored (the COCO protocol), highest scores first. The matching behind ``curves`` and
+    ``confusion`` takes every detection given.
     """
     unknown = sorted(set(detections) - set(coco_gt.getImgIds()))
     if unknown:
@@ -210,6 +285,8 @@ def score_detections(
         coco_eval.accumulate()
         coco_eval.summarize()
     stats = [_finite(v) for v in coco_eval.stats]
+    matches = match_detections(coco_gt, detections, cat_ids=cat_ids)
+    curves = confidence_curves(matches)
     return EvalResult(
         **dict(zip(_STAT_NAMES, stats, strict=False)),
         per_class_ap=_per_class_ap(coco_eval),
@@ -217,6 +294,13 @@ def score_detections(
         num_detections=len(records),
         stats=stats,
         pr_curve=precision_recall_curve(coco_eval, iou=0.5),
+        per_class_ap50=_per_class_ap(coco_eval, _IOU_50),
+        per_class_images=dict(zip(matches.class_names, matches.images_with().tolist(),
+                                  strict=True)),
+        per_class_instances=dict(zip(matches.class_names, matches.instances().tolist(),
+                                     strict=True)),
+        curves=curves,
+        confusion=confusion_matrix(matches, conf=curves.best_threshold),
     )
 
 

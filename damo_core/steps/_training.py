@@ -1,9 +1,11 @@
 """What the train and distill steps share: settings, placement and the run's metadata.
 
 ``nodes``/``gpus_per_node`` place the training (damo_core.cluster.placement): one process
-here; torchrun in this pod (one node, several GPUs); or a PyTorchJob of ``nodes`` pods sharing
-the PVC ``workspace_pvc`` and running ``image``. Every placement leaves the same run directory
-in ``out``, so both steps return the same metadata whichever ran.
+here; torchrun in this pod (one node, several GPUs); or a job of ``nodes`` pods (``job_kind``:
+a PyTorchJob or a Trainer v2 TrainJob) sharing the PVC ``workspace_pvc`` and running
+``image``. Every placement leaves the same run directory in ``out``, so both steps return the
+same metadata whichever ran, and the same TensorBoard event files (``out/tensorboard``) for the
+optional HTML ``page`` of them.
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ class Placement:
     gpus_per_node: int = 1
     workspace_pvc: str = ""
     image: str | None = None
+    job_kind: str = "pytorchjob"
 
 
 def fit(data: str | Path, out: str | Path, *, model: str,
         settings: Mapping[str, Any] | None, preset: str | Path | None,
         teacher: str | Path | None, distill_settings: Mapping[str, Any] | None,
         weights: str | Path | None, resume: bool, run_id: str | None,
-        placement: Placement, progress: bool) -> dict[str, Any]:
+        placement: Placement, progress: bool, page: str | Path | None) -> dict[str, Any]:
     """Train (``teacher`` None) or distil ``model`` on ``data`` into ``out``. Every setting is
-    loaded and checked before the first batch, wherever the training then runs."""
+    loaded and checked before the first batch, wherever the training then runs. ``page``: write
+    an HTML page of the run's TensorBoard events there (for the components' KFP UI view)."""
     from damo_core.cluster.placement import (
         Mode,
         TrainPlacement,
@@ -51,7 +55,8 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     from damo_core.train import load_train_config
     from damo_core.train.distill import DistillConfig
 
-    where = TrainPlacement(placement.nodes, placement.gpus_per_node, placement.workspace_pvc)
+    where = TrainPlacement(placement.nodes, placement.gpus_per_node, placement.workspace_pvc,
+                           job_kind=placement.job_kind)
     data_ref = dataset_ref(data)
     config = preset_path(preset)
     cfg = load_train_config(config, dict(settings or {}))
@@ -62,7 +67,7 @@ def fit(data: str | Path, out: str | Path, *, model: str,
         train_placed(where, data_ref, out, model=model, run=run, settings=settings,
                      config=config, teacher_weights=teacher_file,
                      distill_settings=distill_settings, image=placement.image)
-        return {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs}
+        return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs})
     from damo_core.train import train
     from damo_core.train.distill import distill
 
@@ -77,4 +82,14 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     if rank != 0:  # under torchrun only rank 0 writes best.pt; the others report what they saw
         return {"model_name": Path(str(model)).stem, "rank": rank, "AP": result.best_ap,
                 "AP50": result.best_ap50, "epochs": result.epochs}
-    return {**model_metadata(Path(out) / WEIGHTS), "epochs": result.epochs}
+    return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": result.epochs})
+
+
+def _finished(out: str | Path, page: str | Path | None, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta``, once ``page`` (when given) holds the KFP UI's view of the run: KFP v2 has no
+    TensorBoard output type, so the event files in ``out/tensorboard`` are rendered as HTML."""
+    if page is not None:
+        from damo_core.train.tracking import LOG_DIR, write_page
+
+        write_page(Path(out) / LOG_DIR, page, title=f"{meta['model_name']}: training curves")
+    return meta

@@ -14,14 +14,16 @@ def run(data: str | Path, out: str | Path, *, model: str, teacher: str | Path,
         settings: Mapping[str, Any] | None = None,
         distill_settings: Mapping[str, Any] | None = None, preset: str | Path | None = None,
         weights: str | Path | None = None, resume: bool = False, run_id: str | None = None,
-        placement: Placement | None = None, progress: bool = False) -> dict[str, Any]:
+        placement: Placement | None = None, progress: bool = False,
+        page: str | Path | None = None) -> dict[str, Any]:
     """Distil ``teacher`` (a ``best.pt`` or the directory holding one) into ``model`` on
     ``data``, into ``out``. ``distill_settings``: weight_start, weight_end, tau, levels,
-    grad_clip (damo_core.train.distill.DistillConfig); the rest as the train step. Returns
-    the student's metadata, naming its teacher."""
+    grad_clip (damo_core.train.distill.DistillConfig); the rest (``page`` included) as the
+    train step. Returns the student's metadata, naming its teacher."""
     meta = fit(data, out, model=model, settings=settings, preset=preset, teacher=teacher,
                distill_settings=distill_settings, weights=weights, resume=resume,
-               run_id=run_id, placement=placement or Placement(), progress=progress)
+               run_id=run_id, placement=placement or Placement(), progress=progress,
+               page=page)
     from damo_core.steps._common import weights_file
     from damo_core.train.checkpoint_io import read_checkpoint
 

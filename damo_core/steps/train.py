@@ -13,9 +13,11 @@ def run(data: str | Path, out: str | Path, *, model: str,
         settings: Mapping[str, Any] | None = None, preset: str | Path | None = None,
         weights: str | Path | None = None, resume: bool = False,
         backbone: str | Path | None = None, run_id: str | None = None,
-        placement: Placement | None = None, progress: bool = False) -> dict[str, Any]:
+        placement: Placement | None = None, progress: bool = False,
+        page: str | Path | None = None) -> dict[str, Any]:
     """Train ``model`` (zoo name or model YAML) on ``data`` (a ``dataset.yaml`` or the
-    directory holding one) into ``out``: last.pt, best.pt, results.csv/png, metrics.json.
+    directory holding one) into ``out``: last.pt, best.pt, results.csv/png, metrics.json and
+    TensorBoard event files in tensorboard/; ``page``, when given, gets an HTML page of them.
 
     ``preset`` is a bundled preset name (``cpu_quick``) or a YAML of settings, ``settings``
     override it (``{"epochs": 3, "augment": {"mosaic_prob": 0}}``). ``backbone`` is a TinyNAS
@@ -28,4 +30,4 @@ def run(data: str | Path, out: str | Path, *, model: str,
         model = str(model_yaml_with_backbone(model, backbone, Path(out) / "model.yaml"))
     return fit(data, out, model=model, settings=settings, preset=preset, teacher=None,
                distill_settings=None, weights=weights, resume=resume, run_id=run_id,
-               placement=placement or Placement(), progress=progress)
+               placement=placement or Placement(), progress=progress, page=page)

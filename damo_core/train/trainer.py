@@ -2,7 +2,8 @@
 
 ``train()`` is what the train step (``damo train``, the ``train`` component) calls. It writes
 into ``out_dir``: ``last.pt`` (every epoch), ``best.pt`` (best val AP), ``results.csv``,
-``results.png``, ``pr_curve.png`` and ``metrics.json`` (the final evaluation).
+``results.png``, ``pr_curve.png``, ``metrics.json`` (the final evaluation) and, from rank 0,
+``tensorboard/`` (event files: :mod:`damo_core.train.tracking`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from damo_core.data.prefetch import PrefetchSampler
 from damo_core.data.resolve import manifest_for
 from damo_core.errors import InputNotFoundError, OutputExistsError
 from damo_core.eval import EvalResult, evaluate, plot_pr_curve
+from damo_core.eval.curves import threshold_record
 from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import CheckpointError, load_checkpoint
@@ -46,6 +48,7 @@ from damo_core.train.ema import ModelEMA, unwrap
 from damo_core.train.optim import build_optimizer, lr_at, set_lr
 from damo_core.train.plots import plot_results
 from damo_core.train.precise_bn import recompute_bn_stats
+from damo_core.train.tracking import RunTracker
 
 CSV_COLUMNS = ("epoch", "lr", "loss_qfl", "loss_dfl", "loss_giou", "loss", "AP", "AP50", "AP75",
                "epoch_time_s")
@@ -112,6 +115,8 @@ class Trainer:
                                          weight_decay=cfg.weight_decay, name=cfg.optimizer)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.start_epoch, self.step, self.best_ap, self.best_ap50 = 0, 0, -1.0, -1.0
+        # TensorBoard events from rank 0 only (the other ranks' tracker does nothing)
+        self.tracker = RunTracker(self.out_dir, self.class_names, enabled=self.env.is_main)
 
     @property
     def _amp(self) -> bool:
@@ -180,6 +185,12 @@ class Trainer:
         elif self.env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_csv_header()
+        with self.tracker.session(self.step):  # event files closed however fit ends
+            return self.run_epochs(stop_after_epoch)
+
+    def run_epochs(self, stop_after_epoch: int | None) -> TrainResult:
+        """The epochs of :meth:`fit` from ``start_epoch`` (set by a resume), then
+        :meth:`finish`."""
         loader = self.loader()
         plan = self.schedule(len(loader))
         end = self.cfg.epochs if stop_after_epoch is None else min(self.cfg.epochs,
@@ -210,6 +221,7 @@ class Trainer:
             lr = lr_at(self.step, base_lr=self.base_lr, min_lr_ratio=self.cfg.min_lr_ratio, **plan)
             set_lr(self.optimizer, lr)
             losses = self.train_step(images, targets)
+            self.tracker.step(self.step, {**losses, "lr": lr})
             for key, value in losses.items():
                 sums[key] = sums.get(key, 0.0) + value
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items()})
@@ -288,6 +300,11 @@ class Trainer:
         # and a gateway that is down is logged, never a reason to stop training.
         push_train_epoch(row, MetricLabels(run_id(), self.model.name, "pytorch",
                                            self.device.type))
+        # before last.pt: a crash in between repeats this epoch, whose events purge_step drops
+        if result is not None:
+            self.tracker.predictions(self.step, self.eval_model, self.val_source,
+                                     image_size=self.image_size, device=self.device)
+        self.tracker.epoch(self.step, epoch + 1, seconds, result)
         atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=True), self.last_path)
         plot_results(self.out_dir / "results.csv", self.out_dir / "results.png")
 
@@ -301,7 +318,10 @@ class Trainer:
             "ema_updates": self.ema.updates if self.ema else 0,
             "epoch": epochs_done, "step": self.step,
             "best_ap": self.best_ap, "best_ap50": self.best_ap50,
-            "metrics": None if result is None else {"AP": result.AP, "AP50": result.AP50},
+            "metrics": None if result is None else {
+                "AP": result.AP, "AP50": result.AP50,
+                # the default score threshold of predict (eval.curves.checkpoint_threshold)
+                **(threshold_record(result) if result.curves is not None else {})},
             "train_config": self.cfg.as_dict(),
         }
         if with_optimizer:

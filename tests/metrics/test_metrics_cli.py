@@ -66,3 +66,14 @@ def test_cluster_job_prints_the_pytorchjob():
     result = runner.invoke(app, ["cluster", "job", "--name", "Bad_Name", "--image", "img:1",
                                  "--", "train"])
     assert result.exit_code == 2 and "DNS label" in result.output
+
+
+def test_cluster_job_prints_a_trainjob_and_refuses_an_unknown_kind():
+    result = runner.invoke(app, ["cluster", "job", "--name", "teacher-l", "--image", "img:1",
+                                 "--nodes", "3", "--kind", "trainjob", "--", "train"])
+    assert result.exit_code == 0, result.output
+    body = yaml.safe_load(result.output)
+    assert body["kind"] == "TrainJob" and body["spec"]["trainer"]["numNodes"] == 3
+    result = runner.invoke(app, ["cluster", "job", "--name", "teacher-l", "--image", "img:1",
+                                 "--kind", "mpijob", "--", "train"])
+    assert result.exit_code == 2 and "--kind must be one of" in result.output
