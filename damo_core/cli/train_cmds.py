@@ -104,13 +104,14 @@ def predict(
     from damo_core.train import load_trained
 
     model, meta = load_trained(weights_file(weights))
-    if conf is None:
-        conf = checkpoint_threshold(meta)
-        typer.echo(f"score threshold {conf:.2f} (--conf to change)", err=True)
+    threshold = checkpoint_threshold(meta) if conf is None else conf
     if data is None:
-        _predict_files(model, meta, images or [], out, conf)
+        _predict_files(model, meta, images or [], out, threshold)
     else:
-        _predict_data(model, meta, data, split, limit, out, conf)
+        _predict_data(model, meta, data, split, limit, out, threshold)
+    if conf is None:  # after the work, so a bad input's error stays the first line
+        typer.echo(f"score threshold {threshold:.2f}, the checkpoint's default (--conf to "
+                   "change)", err=True)
 
 
 def _check_predict_args(conf: float | None, images: list[Path] | None, data: str | None,
