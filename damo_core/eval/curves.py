@@ -153,7 +153,7 @@ def threshold_record(result_or_curves: ConfidenceCurves | _HasCurves) -> dict[st
     """What a checkpoint keeps of the curves: the best-F1 confidence and its mean F1; nothing
     when no confidence scores a hit (the 1.0 of an all-zero curve would hide every box)."""
     curves = _curves_of(result_or_curves)
-    f1 = curves.mean_f1[curves.best_index] if curves.mean_f1 else 0.0
+    f1 = curves.at_best()["f1"] if curves.mean_f1 else 0.0
     return {"best_f1_threshold": curves.best_threshold, "best_f1": f1} if f1 > 0 else {}
 
 

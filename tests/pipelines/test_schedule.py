@@ -10,14 +10,6 @@ from typer.testing import CliRunner
 
 from damo_core.cli import app
 from pipelines.schedule import ScheduleError, check_cron, check_trigger
-from tests.pipelines import kfp_standin
-
-
-@pytest.fixture()
-def api():
-    server = kfp_standin.start()
-    yield server
-    server.server.shutdown()
 
 
 def _schedule(api, *args: str):

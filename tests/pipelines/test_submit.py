@@ -7,14 +7,6 @@ from typer.testing import CliRunner
 
 from damo_core.cli import app
 from pipelines.remote import UnknownStepError, find_step, select_step
-from tests.pipelines import kfp_standin
-
-
-@pytest.fixture()
-def api():
-    server = kfp_standin.start()
-    yield server
-    server.server.shutdown()
 
 
 def _submit(api, *extra: str):
