@@ -21,6 +21,7 @@ from damo_core.cli import (
     model_cmds,
     nas_cmds,
     pipeline_cmds,
+    predict_cmds,
     report_cmds,
     serve_cmds,
     train_cmds,
@@ -53,7 +54,7 @@ for _alias, _name in {"eval": "evaluate", "val": "evaluate", "bench": "benchmark
 serve_cmds.serve_app.command("deploy", help="Same as `damo deploy`.")(serve_cmds.deploy)
 
 app.command("info")(model_cmds.info)
-app.command("predict")(train_cmds.predict)
+app.command("predict")(predict_cmds.predict)
 app.command("distill-chain")(distill_cmds.distill_chain)
 app.command("nas-lut")(nas_cmds.nas_lut)
 app.add_typer(data_cmds.data_app, name="data")
