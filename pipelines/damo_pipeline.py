@@ -1,6 +1,7 @@
 """The DAMO-YOLO pipeline DAG (../shared/ARCHITECTURE.md, "The DAG"). This file only wires tasks.
     unify ─► nas ×4 (per size, CPU)
           ─► train (teacher L) ─► distill M ◄─ L ─► distill S ◄─ M ─► distill T ◄─ S
+          ─► train T alone (the control: what distillation bought, in the report)
     each model ─► evaluate ─┐
                └► export (fused → OpenVINO IR) ─► benchmark ─► gate (AP50 floor, latency
                                           budget) ─► deploy (Triton), only if the gate passes
@@ -12,7 +13,9 @@ workspace PVC, retries, caching) are attached here with kfp-kubernetes; the loca
 ignores them. ``train_nodes``/``gpus_per_node`` place the teacher and distillation trainings
 (damo_core.cluster.placement): in the step's process, torchrun in its pod, or a job of N nodes
 sharing the ``workspace_pvc`` volume, a PyTorchJob (Training Operator v1) or, with
-``train_job_kind=trainjob``, a Kubeflow Trainer v2 TrainJob.
+``train_job_kind=trainjob``, a Kubeflow Trainer v2 TrainJob. ``mlflow_uri`` (empty: off) makes
+every training an MLflow run in ``mlflow_experiment``, tagged with the KFP run's name and the
+model's; each model's export and gate add the exported files and the verdict to that run.
 """
 
 
@@ -39,6 +42,7 @@ from damo_core.serve.admin import (
 
 PIPELINE_NAME = "damo-yolo"
 SIZES = ("L", "M", "S", "T")  # distillation order: each size teaches the next
+CONTROL = SIZES[-1]  # the student also trained alone, for the report's distilled-vs-alone row
 MINIO_SECRET = "damo-minio"   # keys accesskey / secretkey, see manifests/
 PIPELINE_ENV = "damo-pipeline-env"  # ConfigMap, key pushgateway (manifests/base)
 RUN_ID = dsl.PIPELINE_JOB_NAME_PLACEHOLDER  # the run label of every pushed metric
@@ -116,6 +120,8 @@ def damo_pipeline(
     gpus_per_node: int = 1,
     workspace_pvc: str = "damo-workspace",
     train_job_kind: str = "pytorchjob",
+    mlflow_uri: str = "",
+    mlflow_experiment: str = "damo-yolo",
 ) -> None:
     data = _cpu_step(unify(sources=sources, label_space=label_space, sampling=sampling,
                            num_classes=synth_classes, num_images=synth_images,
@@ -128,7 +134,9 @@ def damo_pipeline(
         for size in SIZES
     }
     dataset = data.outputs["dataset"]
-    placement = {"run_id": RUN_ID, "nodes": train_nodes, "gpus_per_node": gpus_per_node,
+    # MLflow (off when mlflow_uri is empty): the steps find each model's run by RUN_ID and name
+    mlflow = {"run_id": RUN_ID, "mlflow_uri": mlflow_uri, "mlflow_experiment": mlflow_experiment}
+    placement = {**mlflow, "nodes": train_nodes, "gpus_per_node": gpus_per_node,
                  "workspace_pvc": workspace_pvc, "job_kind": train_job_kind}
     trained = {"L": _gpu_step(train(
         data=dataset, model_config=configs["L"].outputs["model_config"], preset=preset,
@@ -140,28 +148,34 @@ def damo_pipeline(
             teacher=trained[teacher_size].outputs["model"], preset=preset,
             settings=student_settings, distill_settings=distill_settings, **placement,
         ), gpus_per_node, workspace_pvc).set_display_name(f"distill {size} ◄ {teacher_size}")
+    # the control: the last student trained alone for the same settings (the cheapest size),
+    # so the report shows what distillation bought; "-control" keeps its metrics apart
+    control = _gpu_step(train(
+        data=dataset, model_config=configs[CONTROL].outputs["model_config"], preset=preset,
+        settings=student_settings, control=True, **placement), gpus_per_node, workspace_pvc,
+    ).set_display_name(f"train {CONTROL} alone (control)")
     scores, timings = {}, {}
     for size in SIZES:
         scores[size] = scored = _cpu_step(evaluate(data=dataset, run_id=RUN_ID,
                                                    model=trained[size].outputs["model"]))
         scored.set_display_name(f"evaluate {size}")
         exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format,
-                                    dynamic_batch=export_dynamic_batch))
+                                    dynamic_batch=export_dynamic_batch, **mlflow))
         exported.set_display_name(f"export {size}")
         timings[size] = timed = _cpu_step(benchmark(exported=exported.outputs["exported"],
                                                     runs=bench_runs, run_id=RUN_ID))
         timed.set_display_name(f"benchmark {size}")
         gated = _cpu_step(gate(model_name=names[size], ap50=scored.outputs["Output"],
                                latency_ms=timed.outputs["Output"], map_floor=map_floor,
-                               latency_budget_ms=latency_budget_ms))
+                               latency_budget_ms=latency_budget_ms, **mlflow))
         gated.set_display_name(f"gate {size}")
         with dsl.If(gated.outputs["Output"] == True, name=f"gate {size} passed"):  # noqa: E712
             _deployer(_cpu_step(deploy(
                 exported=exported.outputs["exported"], repository=triton_repository,
                 url=triton_url, variant=triton_variant))).set_display_name(f"deploy {size}")
     _cpu_step(report(**{f"eval_{k.lower()}": v.outputs["metrics"] for k, v in scores.items()},
-                     **{f"bench_{k.lower()}": v.outputs["metrics"] for k, v in timings.items()}
-                     )).set_display_name("report: latency vs mAP")
+                     **{f"bench_{k.lower()}": v.outputs["metrics"] for k, v in timings.items()},
+                     control=control.outputs["model"])).set_display_name("report: latency vs mAP")
 
 
 def compile_pipeline(out: str) -> str:

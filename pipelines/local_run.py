@@ -247,6 +247,17 @@ def summary_rows(run: LocalRun) -> list[dict[str, Any]]:
             served=f"v{meta.get('version')} {meta.get('status')}")
     for rec in run.by_prefix("train") + run.by_prefix("distill"):
         meta = rec.artifacts.get("model", {})
+        if meta.get("control"):  # the student trained alone: distillation_summary's row
+            continue
         rows.setdefault(meta.get("model_name", rec.task), {}).update(
             weights=meta.get("uri"), teacher=meta.get("teacher"))
     return [{"model": name, **values} for name, values in rows.items()]
+
+
+def distillation_summary(run: LocalRun) -> dict[str, Any]:
+    """The report step's teacher-vs-student rows per link and its control row (the last
+    student trained alone against its distilled twin); empty when the report did not run."""
+    for rec in run.by_prefix("report"):
+        chart = rec.artifacts.get("chart", {})
+        return {"links": chart.get("links") or [], "control": chart.get("control")}
+    return {"links": [], "control": None}

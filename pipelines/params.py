@@ -106,6 +106,8 @@ def _check_values(params: dict[str, Any], source: str) -> None:
         SamplingSettings.from_dict(merged["sampling"] or None, source="sampling")
     except ValueError as err:
         raise ConfigError(f"{source}: {err}") from None
+    if merged["mlflow_uri"] and not merged["mlflow_experiment"].strip():
+        raise fail("mlflow_experiment", "must name an MLflow experiment when mlflow_uri is set")
     sources = merged["sources"]
     if not sources or not all(isinstance(s, str) and s for s in sources):
         raise fail("sources", "must be a non-empty list of sources (synthetic, a dataset "

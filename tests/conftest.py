@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -29,3 +30,13 @@ def _built(name: str) -> Detector:
 def zoo_model():
     """Return a cached model by name; tests must not mutate it (deepcopy first)."""
     return _built
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): tiny
+    convs on a shared 2-core machine run faster on one thread than oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,8 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
             preset: str, settings: dict, distill_settings: dict, model: Output[Model],
             metrics: Output[Metrics], curves: Output[HTML], run_id: str = "", nodes: int = 1,
             gpus_per_node: int = 1, workspace_pvc: str = "",
-            job_kind: str = "pytorchjob") -> float:
+            job_kind: str = "pytorchjob", mlflow_uri: str = "",
+            mlflow_experiment: str = "damo-yolo") -> float:
     """Train a student with channel-wise feature distillation from ``teacher`` (paper 2.4).
 
     The run's TensorBoard event files stay in the model artifact (its tensorboard/ folder, for
@@ -24,6 +25,10 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
         gpus_per_node: ranks per pod (torchrun when > 1).
         workspace_pvc: ReadWriteMany PVC shared with the job (mounted at /workspace).
         job_kind: "pytorchjob" (Training Operator v1) or "trainjob" (Kubeflow Trainer v2).
+        mlflow_uri: MLflow tracking server to log the training to as well ("" = no MLflow);
+            the run is tagged with run_id and the student's name and also records the teacher
+            and the distillation settings; its id and page go into the model's metadata.
+        mlflow_experiment: MLflow experiment of that run.
     Returns:
         Validation AP50 of the student's best checkpoint.
     """
@@ -35,7 +40,7 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
                settings=settings, distill_settings=distill_settings, preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
-               page=curves.path)
+               page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

@@ -8,8 +8,11 @@ from components._image import DAMO_GPU_IMAGE
 def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, settings: dict,
           model: Output[Model], metrics: Output[Metrics], curves: Output[HTML], run_id: str = "",
           nodes: int = 1, gpus_per_node: int = 1, workspace_pvc: str = "",
-          job_kind: str = "pytorchjob") -> float:
-    """Train the largest model from scratch; it teaches the first distillation link.
+          job_kind: str = "pytorchjob", mlflow_uri: str = "",
+          mlflow_experiment: str = "damo-yolo", control: bool = False) -> float:
+    """Train a model from scratch: the largest, which teaches the first distillation link, or
+    (``control``) a student alone with the distilled students' settings, so the report can set
+    it beside its distilled twin.
 
     The run's TensorBoard event files stay in the model artifact (its tensorboard/ folder, for
     ``tensorboard --logdir``). KFP v2 has no TensorBoard output type, so ``curves`` is an HTML
@@ -24,6 +27,12 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
         gpus_per_node: ranks per pod (torchrun when > 1).
         workspace_pvc: ReadWriteMany PVC shared with the job (mounted at /workspace).
         job_kind: "pytorchjob" (Training Operator v1) or "trainjob" (Kubeflow Trainer v2).
+        mlflow_uri: MLflow tracking server to log the training to as well ("" = no MLflow);
+            the run is tagged with run_id and the model's name, and its id and page go into
+            the model's metadata.
+        mlflow_experiment: MLflow experiment of that run.
+        control: this is the control training; its run id gets "-control" appended (metric
+            pushes, MLflow tags), since the model has the distilled student's name.
     Returns:
         Validation AP50 of the best checkpoint.
     """
@@ -34,7 +43,8 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
     meta = run(data.path, model.path, model=model_config.path, settings=settings, preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
-               page=curves.path)
+               page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,
+               control=control)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

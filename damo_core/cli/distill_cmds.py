@@ -33,9 +33,11 @@ def distill(
     preset: opt.Preset = None,
     weights: opt.InitWeights = None,
     resume: opt.Resume = False,
-    run_id: opt.RunId = None,
+    run_id: opt.TrainRunId = None,
     nodes: opt.Nodes = 1,
     gpus_per_node: opt.GpusPerNode = 1,
+    mlflow: opt.Mlflow = None,
+    mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
     overrides: Annotated[list[str] | None, typer.Argument(
         help="key=value training settings and distill.key=value distillation settings, e.g. "
              "no_aug_epochs=2 distill.tau=2")] = None,
@@ -49,7 +51,7 @@ def distill(
     meta = run(data, out, model=model, teacher=teacher, settings=settings,
                distill_settings=distill_settings, preset=preset, weights=weights,
                resume=resume, run_id=run_id, placement=Placement(nodes, gpus_per_node),
-               progress=True)
+               progress=True, mlflow_uri=mlflow or "", mlflow_experiment=mlflow_experiment)
     typer.echo(summary(meta, out))
 
 
@@ -74,10 +76,18 @@ def distill_chain(
     preset: opt.Preset = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue every unfinished link from its last.pt.")] = False,
+    run_id: opt.TrainRunId = None,
+    mlflow: opt.Mlflow = None,
+    mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
     overrides: Annotated[list[str] | None, typer.Argument(
         help="key=value training settings and distill.key=value distillation settings")] = None,
 ) -> None:
-    """Train the teacher, then distil the chain (L -> M -> S -> T); writes OUT/chain.json."""
+    """Train the teacher, then distil the chain (L -> M -> S -> T); writes OUT/chain.json.
+    With --mlflow, every model of the chain gets its own MLflow run."""
+    from damo_core.environ import exported_env
+    from damo_core.metrics import ENV_RUN
+    from damo_core.metrics import run_id as env_run_id
+    from damo_core.metrics.mlflow_tracking import training_logged
     from damo_core.steps._common import dataset_ref, preset_path, weights_file
     from damo_core.train import load_train_config
     from damo_core.train.chain import PAPER_CHAIN, run_chain
@@ -88,11 +98,15 @@ def distill_chain(
     teacher_settings = {**settings, **({"epochs": teacher_epochs} if teacher_epochs else {})}
     config = preset_path(preset)
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else PAPER_CHAIN
-    links = run_chain(chain, dataset_ref(data), out, load_train_config(config, settings),
-                      load_train_config(config, teacher_settings),
-                      DistillConfig.from_dict(distill_settings, "overrides"),
-                      teacher_weights=weights_file(teacher) if teacher else None,
-                      resume=resume)
+    data_ref, run = dataset_ref(data), run_id or env_run_id()
+    with exported_env({ENV_RUN: run}), training_logged(
+            mlflow, mlflow_experiment, run_id=run,
+            params={"data": data_ref, "preset": str(preset or ""), "weights": ""}):
+        links = run_chain(chain, data_ref, out, load_train_config(config, settings),
+                          load_train_config(config, teacher_settings),
+                          DistillConfig.from_dict(distill_settings, "overrides"),
+                          teacher_weights=weights_file(teacher) if teacher else None,
+                          resume=resume)
     for link in links:
         source = f"<- {link.teacher}" if link.teacher else "(trained)"
         typer.echo(f"{link.model:<12} AP {link.ap:.4f} AP50 {link.ap50:.4f} {source} "

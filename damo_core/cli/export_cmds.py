@@ -33,13 +33,18 @@ def export(
         "--opset", help="ONNX opset, 11..20 (onnx only). [default: 17]")] = None,
     num_classes: NumClasses = None,
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/export"),
+    mlflow: opt.Mlflow = None,
+    mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
+    run_id: opt.MlflowRunId = None,
 ) -> None:
-    """Export the fused (reparameterised) detector; prints the written file's path."""
+    """Export the fused (reparameterised) detector; prints the written file's path. With
+    --mlflow, the exported files go to the model's MLflow run too."""
     from damo_core.steps.export import run
 
     meta = run(weights, out, fmt=fmt, model=model, num_classes=num_classes, img_size=img_size,
                half=half, int8=int8, data=data, dynamic_batch=dynamic_batch, end2end=end2end,
-               device=device, opset=opset)
+               device=device, opset=opset, run_id=run_id, mlflow_uri=mlflow or "",
+               mlflow_experiment=mlflow_experiment)
     typer.echo(meta["path"])
 
 

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from damo_core.cli import options as opt
 from damo_core.cli.errors import exit_on_user_error
 
 
@@ -36,8 +37,16 @@ def gate(
         "only exported row]")] = None,
     latency_ms: Annotated[float | None, typer.Option(
         "--latency-ms", help="p50 latency instead of --bench.")] = None,
+    model_name: Annotated[str, typer.Option(
+        "--model", help="Name of the judged model (damoyolo_s ...): prefixes the verdict and, "
+        "with --mlflow, names the MLflow run to tag. [default: none]")] = "",
+    mlflow: opt.Mlflow = None,
+    mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
+    run_id: opt.MlflowRunId = None,
 ) -> None:
-    """Deploy or not: METRIC >= --map-floor and p50 latency <= --latency-budget-ms."""
+    """Deploy or not: METRIC >= --map-floor and p50 latency <= --latency-budget-ms. With
+    --mlflow and --model, the verdict becomes the tags damo.gate (pass or fail) and
+    damo.gate.reason of the model's MLflow run."""
     from damo_core.errors import UserInputError
     from damo_core.steps.gate import run
 
@@ -48,6 +57,7 @@ def gate(
     result = run(eval_json if eval_json is not None else {metric: metric_value},
                  bench_json if bench_json is not None else latency_ms, map_floor=map_floor,
                  latency_budget_ms=latency_budget_ms, metric=metric, target=target,
-                 names=("--map-floor", "--latency-budget-ms"))
+                 model_name=model_name, names=("--map-floor", "--latency-budget-ms"),
+                 run_id=run_id, mlflow_uri=mlflow or "", mlflow_experiment=mlflow_experiment)
     typer.echo(result["reason"])
     raise typer.Exit(0 if result["passed"] else 1)

@@ -9,6 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+# re-exported: the commands' default of --mlflow-experiment
+from damo_core.metrics.mlflow_tracking import DEFAULT_EXPERIMENT as DEFAULT_EXPERIMENT
+from damo_core.metrics.mlflow_tracking import EXTRA
+
 Model = Annotated[str, typer.Option(
     "--model", help="Zoo name (damoyolo_t ...) or a model YAML (e.g. from `damo nas`).")]
 OptionalModel = Annotated[str | None, typer.Option(
@@ -40,6 +44,22 @@ InitWeights = Annotated[Path | None, typer.Option(
     "--weights", help="Initial weights (.pt/.pth). [default: none, random init]")]
 RunId = Annotated[str | None, typer.Option(
     "--run-id", help="Label of the pushed metrics. [default: $DAMO_RUN_ID, else local]")]
+TrainRunId = Annotated[str | None, typer.Option(
+    "--run-id", help="Label of the pushed metrics and, with --mlflow, the damo.run_id tag of "
+    "the MLflow run, by which `damo export` and `damo gate` find it. \\[default: "
+    "$DAMO_RUN_ID, else local]")]
+MlflowRunId = Annotated[str | None, typer.Option(
+    "--run-id", help="With --mlflow: the run whose MLflow run (tag damo.run_id, as given to "
+    "`damo train --run-id`) to log into. \\[default: $DAMO_RUN_ID, else local]")]
+# No envvar on purpose: $MLFLOW_TRACKING_URI, set for other tools, must not turn logging on.
+# (Help text is rich markup: a literal "[" is written "\\[".)
+_EXTRA_HELP = EXTRA.replace("[", r"\[")
+Mlflow = Annotated[str | None, typer.Option(
+    "--mlflow", metavar="URI", help="Also log to this MLflow tracking server (e.g. "
+    f"http://127.0.0.1:5000), checked before any work; needs {_EXTRA_HELP}. Off unless given "
+    "($MLFLOW_TRACKING_URI is not read).")]
+MlflowExperiment = Annotated[str, typer.Option(
+    "--mlflow-experiment", help="MLflow experiment of the runs (created if missing).")]
 Nodes = Annotated[int, typer.Option(
     "--nodes", help="1 trains here; N > 1 runs a PyTorchJob of N pods (in a cluster).")]
 GpusPerNode = Annotated[int, typer.Option(

@@ -79,7 +79,7 @@ def run(
     if gpu_image is not None and not containers:
         raise UserInputError("--gpu-image names an image of --containers; add --containers")
     raw = _read_params(params, overrides)  # a bad file fails before the slow imports below
-    from pipelines.local_run import LOCAL_PARAMS, run_local, summary_rows
+    from pipelines.local_run import LOCAL_PARAMS, distillation_summary, run_local, summary_rows
 
     result = run_local(_params(params, overrides, LOCAL_PARAMS, raw=raw), root,
                        containers=containers, gpu_image=gpu_image)
@@ -92,9 +92,34 @@ def run(
         for name, art in rec.artifacts.items():
             typer.echo(f"  {rec.task}/{name}: {art['uri']}")
     Console(width=140).print(summary_table(summary_rows(result)))
+    for table in distillation_tables(distillation_summary(result)):
+        Console(width=140).print(table)
     for rec in result.by_prefix("report"):
         typer.echo(f"latency vs mAP chart: {rec.artifacts['chart']['uri']} "
                    f"(page: {rec.artifacts['page']['uri']})")
+
+
+def distillation_tables(summary: dict[str, Any]) -> list[Table]:
+    """Teacher against student per link; then the control: the last student distilled and
+    trained alone with the same settings (gain = distilled − alone)."""
+    links = Table(title="Distillation: teacher vs student")
+    for col in ("teacher", "student", "teacher AP50", "student AP50", "teacher AP", "student AP"):
+        links.add_column(col, justify="left" if col in ("teacher", "student") else "right")
+    for x in summary["links"]:
+        links.add_row(x["teacher"], x["student"], *[_cell(x[k]) for k in (
+            "teacher_AP50", "student_AP50", "teacher_AP", "student_AP")])
+    versus = summary["control"]
+    if not versus:
+        return [links]
+    control = Table(title="Distilled vs trained alone (same settings)")
+    columns = ("model", "AP50 distilled", "AP50 alone", "gain AP50", "AP distilled", "AP alone",
+               "gain AP")
+    for col in columns:
+        control.add_column(col, justify="left" if col == "model" else "right")
+    control.add_row(versus["model"], _cell(versus["distilled_AP50"]), _cell(versus["alone_AP50"]),
+                    f"{versus['gain_AP50']:+.3f}", _cell(versus["distilled_AP"]),
+                    _cell(versus["alone_AP"]), f"{versus['gain_AP']:+.3f}")
+    return [links, control]
 
 
 def summary_table(rows: list[dict]) -> Table:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from damo_core.cli.errors import exit_on_user_error
-from damo_core.errors import InputNotFoundError, UserInputError
+from damo_core.errors import UserInputError
 
 serve_app = typer.Typer(help="Triton serving: model repository, deploy, local server.",
                         no_args_is_help=True)
@@ -23,38 +23,76 @@ ModelOpt = Annotated[str, typer.Option("--model", help="Deployed model (the ense
 
 @exit_on_user_error
 def infer(
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    sources: Annotated[list[str], typer.Argument(
+        help="Image files, directories (searched recursively), glob patterns (quote them: "
+             "'shots/**/*.jpg') and video files (.mp4, .avi, .mov, .mkv, .webm...).",
+        show_default=False)],
     model: ModelOpt,
     url: Url = "127.0.0.1:8001",
-    as_json: Annotated[bool, typer.Option("--json", help="Print detections as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the images' detections as one JSON list (a video's frames go to "
+        "its .jsonl file).")] = False,
     save: Annotated[Path | None, typer.Option(
-        "--save", help="Annotated image (one input) or directory (several).")] = None,
-    conf: Annotated[float, typer.Option(help="Score threshold (damo predict's).")] = 0.3,
-    batch: Annotated[int | None, typer.Option(help="Images per request.")] = None,
+        "--save", help="Annotated image file, for one image named with an image suffix; "
+        "otherwise a directory for the annotated images (mirroring the input folders), "
+        "detections.jsonl, and per video an annotated .mp4 and a .jsonl with one line per "
+        "frame. Videos need it. Inputs are never overwritten (see damo predict --out). "
+        "[default: nothing written]")] = None,
+    conf: Annotated[float | None, typer.Option(
+        help="Score threshold. Default: the one stored with the deployed model (its "
+             "checkpoint's best-F1 confidence), else 0.3.")] = None,
+    batch: Annotated[int | None, typer.Option(
+        help="Images or video frames per request. [default: the model's max batch size]")
+    ] = None,
 ) -> None:
-    """Detect objects in images with a model deployed on Triton (gRPC)."""
-    if not 0.0 <= conf <= 1.0:  # false for NaN too, which would keep or drop everything
+    """Detect objects in images, folders, glob patterns and videos with a model deployed on
+    Triton (gRPC)."""
+    if conf is not None and not 0.0 <= conf <= 1.0:  # false for NaN too
         raise UserInputError(f"--conf must be a score threshold in [0, 1], got {conf}")
-    from damo_core.eval import annotated_paths, draw_detections
+    from tqdm import tqdm
+
+    from damo_core.eval.curves import DEFAULT_CONFIDENCE
+    from damo_core.eval.media import EncodedDetector, annotate_media, probe_videos
+    from damo_core.eval.postprocess import Detections
+    from damo_core.eval.sources import (
+        MediaFile,
+        expand_sources,
+        plan_outputs,
+        single_image_plan,
+    )
     from damo_core.serve.client import TritonDetector, detections_json
 
-    missing = [str(p) for p in images if not p.is_file()]
-    if missing:  # before contacting the server: a typo should not wait on the network
-        raise InputNotFoundError(f"image file(s) not found: {', '.join(missing)}")
-    targets: list[Path | None] = [None] * len(images)
-    if save is not None:
-        targets = [save] if len(images) == 1 else list(annotated_paths(images, save))
+    # every source, output name and video checked before contacting the server
+    media = expand_sources(sources)
+    plan = single_image_plan(media, save) if save is not None else None
+    plan = plan or plan_outputs(media, save)
+    probed = probe_videos(media)
+    rows: list[dict] = []
     with TritonDetector(url, model) as detector:
-        results = detector.detect(images, score_threshold=conf, batch_size=batch)
-        names = detector.class_names or []
-    for path, dets, target in zip(images, results, targets, strict=True):
-        if target is not None:
-            draw_detections(path, dets, names, target)
-        if not as_json:
-            typer.echo(f"{path}: {len(dets)} objects" + (f" -> {target}" if target else ""))
+        stored = getattr(detector, "default_score_threshold", None)  # None: not deployed
+        threshold = conf if conf is not None else (
+            stored if stored is not None else DEFAULT_CONFIDENCE)
+        names = detector.class_names
+
+        def report(item: MediaFile, dets: Detections, target: Path | None) -> None:
+            if as_json:
+                rows.append(detections_json(item.path, dets, names))
+            else:  # tqdm.write keeps a progress bar intact
+                tqdm.write(f"{item.path}: {len(dets)} objects" + (f" -> {target}" if target
+                                                                   else ""))
+
+        videos = annotate_media(EncodedDetector(detector, score_threshold=threshold,
+                                                batch_size=batch),
+                                media, plan, names, on_image=report, videos_probed=probed)
+    for v in videos:  # on stderr with --json, which keeps stdout one JSON document
+        typer.echo(f"{v.source}: {v.frames} frames -> {v.video}, detections in {v.jsonl}",
+                   err=as_json)
     if as_json:
-        typer.echo(json.dumps([detections_json(p, d, names) for p, d in
-                               zip(images, results, strict=True)], indent=2))
+        typer.echo(json.dumps(rows, indent=2))
+    elif conf is None:
+        origin = ("the deployed model's default" if stored is not None
+                  else "the default; the deployed model stores none")
+        typer.echo(f"score threshold {threshold:.2f}, {origin} (--conf to change)", err=True)
 
 
 @exit_on_user_error

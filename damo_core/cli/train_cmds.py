@@ -28,9 +28,11 @@ def train(
     backbone: Annotated[Path | None, typer.Option(
         "--backbone", help="TinyNAS structure file (e.g. from `damo nas`) replacing the "
         "model's backbone structure. [default: the model's]")] = None,
-    run_id: opt.RunId = None,
+    run_id: opt.TrainRunId = None,
     nodes: opt.Nodes = 1,
     gpus_per_node: opt.GpusPerNode = 1,
+    mlflow: opt.Mlflow = None,
+    mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
     overrides: opt.Overrides = None,
 ) -> None:
     """Train a detector; writes last.pt, best.pt, results.csv/png, metrics.json into OUT."""
@@ -40,7 +42,8 @@ def train(
     settings = opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size)
     meta = run(data, out, model=model, settings=settings, preset=preset, weights=weights,
                resume=resume, backbone=backbone, run_id=run_id,
-               placement=Placement(nodes, gpus_per_node), progress=True)
+               placement=Placement(nodes, gpus_per_node), progress=True,
+               mlflow_uri=mlflow or "", mlflow_experiment=mlflow_experiment)
     typer.echo(summary(meta, out))
 
 

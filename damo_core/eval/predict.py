@@ -1,4 +1,4 @@
-"""Run a detector on image files or a dataset split, and draw what it found.
+"""Run a detector on image files, decoded pictures (a video's frames) or a dataset split.
 
 :func:`detect_prepared` is the single inference path (fitted batch → model → decode → NMS →
 original pixels); the COCO evaluator uses it too, so the numbers it reports describe exactly
@@ -6,15 +6,16 @@ what :func:`predict` returns. Images are fitted to the input (letterbox or stret
 model was trained: the mode recorded on the model (:func:`damo_core.data.fit.model_fit`) unless
 a caller overrides it.
 
-:func:`predict` (files) and :func:`predict_dataset` (rows of a manifest split, S3 images through
-the cache) share one batching loop, :func:`_detect_batches`; only how an item is read differs.
+:func:`predict` (files), :func:`predict_batches` (files or in-memory pixels such as a video's
+frames, streamed) and :func:`predict_dataset` (rows of a manifest split, S3 images through the
+cache) share one batching loop, :func:`_detect_batches`; only how an item is read differs.
 :func:`annotate_dataset` writes what ``damo predict --data`` leaves behind: one annotated copy
-per row and ``detections.jsonl``.
+per row and ``detections.jsonl``. Drawing lives in :mod:`damo_core.eval.draw` and output names
+in :mod:`damo_core.eval.sources`; both are re-exported here for existing imports.
 """
 
 from __future__ import annotations
 
-import colorsys
 import contextlib
 import json
 import os
@@ -22,33 +23,37 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from tqdm import tqdm
 
 from damo_core.atomic import atomic_path
 from damo_core.data.coco import Sample
 from damo_core.data.fit import FitMode, model_fit
-from damo_core.data.images import open_rgb
 from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.errors import UserInputError
+from damo_core.eval.draw import class_colour, draw_boxes, draw_detections
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
 from damo_core.eval.preprocess import PreparedImage, load_image, prepare_image
+from damo_core.eval.sources import annotated_paths, free_path
 
 __all__ = [
     "RowDetections",
     "annotate_dataset",
     "annotated_paths",
+    "batched",
     "class_colour",
     "detect_prepared",
+    "draw_boxes",
     "draw_detections",
     "inference_mode",
     "predict",
+    "predict_batches",
     "predict_dataset",
     "resolve_image_size",
     "resolve_thresholds",
@@ -151,16 +156,44 @@ def predict(
     """
     if isinstance(images, str | Path):  # one path, not a sequence of characters
         images = [images]
-    batches = _detect_batches(
-        model, [Path(p) for p in images], _load_prepared, image_size=image_size,
-        score_threshold=score_threshold, iou_threshold=iou_threshold, fit=fit,
-        max_detections=max_detections, pre_nms_topk=pre_nms_topk, batch_size=batch_size,
-        device=device, workers=workers)
+    batches = predict_batches(
+        model, [Path(p) for p in images], image_size=image_size, score_threshold=score_threshold,
+        iou_threshold=iou_threshold, fit=fit, max_detections=max_detections,
+        pre_nms_topk=pre_nms_topk, batch_size=batch_size, device=device, workers=workers)
     return [det for _, found in batches for det in found]
 
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+
+
+def predict_batches(
+    model: nn.Module,
+    items: Iterable[_T],
+    pixels: Callable[[_T], np.ndarray] | None = None,
+    *,
+    image_size: int | None = None,
+    score_threshold: float | None = 0.3,
+    iou_threshold: float | None = None,
+    max_detections: int = 100,
+    pre_nms_topk: int = 1000,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    workers: int = 4,
+    fit: FitMode | None = None,
+) -> Iterator[tuple[list[_T], list[Detections]]]:
+    """``(batch of items, their detections)`` for image files, or for anything ``pixels``
+    turns into an ``H×W×3`` uint8 RGB array (a video's decoded frames).
+
+    ``items`` may be an iterator: it is read one batch at a time, so a video of any length
+    needs memory for ``batch_size`` frames only. Options are as for :func:`predict`, whose
+    detections these are, batch by batch (the same loop, :func:`_detect_batches`).
+    """
+    load = _load_prepared if pixels is None else partial(_load_pixels, pixels=pixels)
+    return _detect_batches(
+        model, items, load, image_size=image_size, score_threshold=score_threshold,
+        iou_threshold=iou_threshold, fit=fit, max_detections=max_detections,
+        pre_nms_topk=pre_nms_topk, batch_size=batch_size, device=device, workers=workers)
 
 
 class _InlinePool:
@@ -174,10 +207,25 @@ def _load_prepared(path: Path, size: int, fit: FitMode) -> PreparedImage:
     return prepare_image(load_image(path), size, fit)
 
 
+def _load_pixels(item: _T, size: int, fit: FitMode, *,
+                 pixels: Callable[[_T], np.ndarray]) -> PreparedImage:
+    return prepare_image(pixels(item), size, fit)
+
+
+def batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter), pulled from ``items``
+    lazily: an iterator is never read further than the batch being built."""
+    if size <= 0:
+        raise UserInputError(f"batch_size must be positive, got {size}")
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
 @torch.no_grad()  # on a generator: autograd is off only while it runs, not in the consumer
 def _detect_batches(
     model: nn.Module,
-    items: Sequence[_T],
+    items: Iterable[_T],
     load: Callable[..., PreparedImage],
     *,
     image_size: int | None,
@@ -190,21 +238,25 @@ def _detect_batches(
     device: torch.device | str,
     workers: int,
     prefetch: Callable[[Sequence[_T]], None] | None = None,
-) -> Iterator[tuple[Sequence[_T], list[Detections]]]:
-    """``(chunk, its detections)`` per batch of ``items``: the one loop behind :func:`predict`
-    and :func:`predict_dataset`, which differ only in ``load(item, size=, fit=)``, run in the
-    thread pool. Unset size, thresholds and fit are resolved from the model here, once.
-    ``prefetch`` gets the next chunk before the current one is read, so remote images
-    download meanwhile. The model stays in eval mode on ``device`` until the generator ends."""
+) -> Iterator[tuple[list[_T], list[Detections]]]:
+    """``(chunk, its detections)`` per batch of ``items``: the one loop behind :func:`predict`,
+    :func:`predict_batches` and :func:`predict_dataset`, which differ only in
+    ``load(item, size=, fit=)``, run in the thread pool. Unset size, thresholds and fit are
+    resolved from the model here, once. ``items`` may be an iterator (a video's frames), read
+    a batch at a time. ``prefetch`` (a sequence's items only) gets the next chunk before the
+    current one is read, so remote images download meanwhile. The model stays in eval mode on
+    ``device`` until the generator ends."""
     if batch_size <= 0:
         raise UserInputError(f"batch_size must be positive, got {batch_size}")
+    if prefetch is not None and not isinstance(items, Sequence):
+        raise TypeError("prefetch needs items as a sequence, to look one batch ahead")
     read = partial(load, size=resolve_image_size(model, image_size), fit=model_fit(model, fit))
     score_thr, iou_thr = resolve_thresholds(model, score_threshold, iou_threshold)
     with inference_mode(model, device), thread_pool(workers) as pool:
-        for start in range(0, len(items), batch_size):
+        for k, chunk in enumerate(batched(items, batch_size)):
             if prefetch is not None:
-                prefetch(items[start + batch_size : start + 2 * batch_size])
-            chunk = items[start : start + batch_size]
+                start = (k + 1) * batch_size
+                prefetch(items[start : start + batch_size])
             found = detect_prepared(model, list(pool.map(read, chunk)), device=device,
                                     score_threshold=score_thr, iou_threshold=iou_thr,
                                     max_detections=max_detections, pre_nms_topk=pre_nms_topk)
@@ -219,105 +271,6 @@ def thread_pool(workers: int) -> Iterator[ThreadPoolExecutor | _InlinePool]:
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         yield pool
-
-
-# ----------------------------------------------------------------------------- drawing
-
-_GOLDEN_RATIO_CONJUGATE = 0.618033988749895
-
-
-def class_colour(label: int) -> tuple[int, int, int]:
-    """A stable RGB colour per class. Hues step by the golden ratio, so consecutive class
-    ids land far apart on the colour wheel however many classes there are."""
-    hue = (label * _GOLDEN_RATIO_CONJUGATE) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return round(r * 255), round(g * 255), round(b * 255)
-
-
-def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Black or white, whichever reads better on ``background`` (Rec. 601 luma)."""
-    r, g, b = background
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's bundled font at ``size``; the fixed bitmap font if FreeType is missing."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (ImportError, OSError, TypeError):
-        return ImageFont.load_default()
-
-
-def _save_format(out_path: Path) -> str:
-    """Pillow format name for the output suffix, checked before any drawing work is done."""
-    fmt = Image.registered_extensions().get(out_path.suffix.lower())
-    if fmt is None:
-        raise UserInputError(f"{out_path}: unknown image suffix {out_path.suffix!r}; use .png "
-                             "or .jpg")
-    return fmt
-
-
-def draw_detections(
-    image: str | Path | np.ndarray,
-    detections: Detections,
-    class_names: Sequence[str],
-    out_path: str | Path,
-    *,
-    line_width: int | None = None,
-) -> Path:
-    """Draw each box with a ``"name score"`` tag in its class colour and write the result to
-    ``out_path`` atomically (format from the suffix). Boxes are in original-image pixels.
-
-    ``image`` is a file, or an already decoded ``H×W×3`` uint8 RGB array (a dataset's sample,
-    so an S3 image is not fetched twice); the array is copied, never drawn on."""
-    out_path = Path(out_path)
-    fmt = _save_format(out_path)
-    canvas = (Image.fromarray(image).convert("RGB") if isinstance(image, np.ndarray)
-              else open_rgb(image))
-    lw = line_width or max(2, round(min(canvas.size) / 200))
-    font = _font(max(10, 5 * lw + 2))
-    draw = ImageDraw.Draw(canvas)
-    for box, score, label in zip(
-        detections.boxes.tolist(),
-        detections.scores.tolist(),
-        detections.labels.tolist(),
-        strict=True,
-    ):
-        colour = class_colour(int(label))
-        name = class_names[label] if 0 <= label < len(class_names) else str(label)
-        x1, y1, x2, y2 = box
-        draw.rectangle((x1, y1, max(x1, x2), max(y1, y2)), outline=colour, width=lw)
-        text = f"{name} {score:.2f}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tw, th = right - left, bottom - top
-        # Tag sits above the box, or inside its top edge when the box touches the image top.
-        ty = y1 - th - 2 * lw if y1 - th - 2 * lw >= 0 else y1
-        draw.rectangle((x1, ty, x1 + tw + 2 * lw, ty + th + 2 * lw), fill=colour)
-        draw.text((x1 + lw - left, ty + lw - top), text, fill=_text_colour(colour), font=font)
-    save_kwargs = {"quality": 95} if fmt == "JPEG" else {}
-    with atomic_path(out_path) as tmp:
-        canvas.save(tmp, format=fmt, **save_kwargs)
-    return out_path
-
-
-def annotated_paths(images: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    """Where each input's annotated copy goes: ``out_dir/<name>``, unless that would overwrite
-    an input or another input's result (same file name from two folders), in which case
-    ``<stem>_2<suffix>``, ``_3``... So a run never destroys what it was given or loses a result.
-    """
-    out_dir = Path(out_dir)
-    avoid = {Path(p).resolve() for p in images}
-    return [_free_path(out_dir, image.stem, image.suffix, avoid) for image in map(Path, images)]
-
-
-def _free_path(out_dir: Path, stem: str, suffix: str, avoid: set[Path]) -> Path:
-    """``out_dir/<stem><suffix>``, else the first free ``<stem>_2<suffix>``, ``_3``...: one
-    not in ``avoid`` (resolved paths: inputs and targets already handed out), then added."""
-    target, k = out_dir / f"{stem}{suffix}", 2
-    while target.resolve() in avoid:
-        target, k = out_dir / f"{stem}_{k}{suffix}", k + 1
-    avoid.add(target.resolve())
-    return target
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -415,7 +368,7 @@ def annotate_dataset(
         for index, sample, det in predict_dataset(model, dataset, **options):
             source = dataset.sources[index].as_py()
             image_id = dataset.source_image_ids[index].as_py()
-            target = _free_path(out_dir, row_stem(source, image_id), ".jpg", avoid)
+            target = free_path(out_dir, row_stem(source, image_id), ".jpg", avoid)
             draw_detections(sample.image, det, class_names, target)
             height, width = sample.image.shape[:2]
             record = {"row": index, "source": source, "image_id": image_id,

@@ -1,4 +1,5 @@
-"""What the format modules share: the missing-backend error, file naming, calibration images.
+"""What the format modules share: the missing-backend error, file naming, calibration images,
+and the default score threshold an export records for its model.
 
 Kept apart from :mod:`damo_core.export.formats` so that format modules can import it without
 a cycle (``formats`` imports every format module).
@@ -7,8 +8,10 @@ a cycle (``formats`` imports every format module).
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +21,10 @@ from damo_core.eval.preprocess import prepare_image
 from damo_core.models import Detector
 
 INPUT_NAME = "images"
+# Metadata key (and Triton parameter) of the score threshold a model is used at by default: the
+# best-F1 confidence its training measured on the val split, as ``damo predict`` defaults to.
+DEFAULT_THRESHOLD_KEY = "default_score_threshold"
+_THRESHOLD_ATTR = DEFAULT_THRESHOLD_KEY  # where a model loaded for export carries it
 
 
 class BackendUnavailableError(UnavailableError):
@@ -69,3 +76,34 @@ def calibration_images(data: str | Path, image_size: int, *, fit: FitMode, count
     dataset = open_split(data, split)
     return [prepare_image(dataset[i].image, image_size, fit).tensor.unsqueeze(0).numpy()
             for i in range(min(count, len(dataset)))]
+
+
+def score_threshold_or_none(value: Any) -> float | None:
+    """``value`` (a number or its text) as a score threshold in [0, 1], else ``None``.
+
+    A recorded default travels through files and servers this code did not write (a foreign
+    deployment, an edited config), so it is only used when it is a real threshold: NaN would
+    keep nothing (every comparison with it is false), and a value outside [0, 1] is no
+    threshold at all; neither is clipped into one.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and 0.0 <= number <= 1.0 else None
+
+
+def set_default_threshold(model: Detector, threshold: float | None) -> None:
+    """Record on ``model`` the score threshold it is used at by default (``None``: none was
+    measured). Like the input fit (:func:`damo_core.data.fit.set_model_fit`) it travels with
+    the model object, through the exporters' deep copy, to the metadata they embed, so every
+    format records it without an extra option on each exporter."""
+    setattr(model, _THRESHOLD_ATTR, score_threshold_or_none(threshold))
+
+
+def model_default_threshold(model: Detector) -> float | None:
+    """The default score threshold recorded on ``model`` (by :func:`set_default_threshold`),
+    or ``None`` for a model that has none (reference weights, random init)."""
+    return score_threshold_or_none(getattr(model, _THRESHOLD_ATTR, None))

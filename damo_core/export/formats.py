@@ -19,7 +19,11 @@ import torch
 
 from damo_core.errors import UserInputError
 from damo_core.export import onnx, openvino, tensorrt
-from damo_core.export.common import BackendUnavailableError
+from damo_core.export.common import (
+    BackendUnavailableError,
+    score_threshold_or_none,
+    set_default_threshold,
+)
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import CheckpointError, load_state
 from damo_core.train.checkpoint_io import model_from_checkpoint, read_checkpoint
@@ -103,12 +107,16 @@ def export_model(model: Detector, fmt: str, out_dir: str | Path, *,
 
 @dataclass(frozen=True)
 class ExportSource:
-    """A model to export plus what the artefact should record about it."""
+    """A model to export plus what the artefact should record about it.
+
+    ``default_score_threshold``: the best-F1 confidence training measured (``None`` when it
+    measured none); the model carries it too, so the exporters embed it in the file."""
 
     model: Detector
     image_size: int
     class_names: list[str] | None
     origin: str
+    default_score_threshold: float | None = None
 
 
 def load_source(weights: str | Path | None = None, model_name: str | None = None,
@@ -136,7 +144,9 @@ def load_source(weights: str | Path | None = None, model_name: str | None = None
                 f"{weights} holds a {model.name} checkpoint (field model_name), not "
                 f"{model_name}; drop --model or pass the weights of {model_name}")
         size = int(meta.get("image_size") or model.config.image_size)
-        return ExportSource(model, size, meta.get("class_names"), str(weights))
+        threshold = measured_threshold(meta)
+        set_default_threshold(model, threshold)
+        return ExportSource(model, size, meta.get("class_names"), str(weights), threshold)
     if model_name is None:
         raise CheckpointError(f"{weights} is not a damo training checkpoint (no "
                               "model_config); name its architecture with --model")
@@ -148,3 +158,13 @@ def load_source(weights: str | Path | None = None, model_name: str | None = None
     load_state(model, ckpt, weights)
     return ExportSource(model.eval(), model.config.image_size, None, str(weights))
 
+
+def measured_threshold(meta: dict[str, Any]) -> float | None:
+    """The best-F1 confidence a checkpoint's training measured on the val split
+    (``metrics.best_f1_threshold``, the default of ``damo predict``), or ``None`` when it has
+    none (or an invalid one). Unlike :func:`damo_core.eval.curves.checkpoint_threshold` there
+    is no fallback 0.3 here: an export records only what was measured, and whoever uses it
+    (``damo infer`` through the deployed config) falls back to 0.3 itself."""
+    metrics = meta.get("metrics")
+    return (score_threshold_or_none(metrics.get("best_f1_threshold"))
+            if isinstance(metrics, dict) else None)

@@ -7,7 +7,10 @@ graph emits the standard ``NonMaxSuppression`` op. The file is checked with
 shape cleanup make the graph smaller and ORT/OpenVINO load it faster), and carries its own
 description in ``metadata_props`` so a runtime needs no side file: model name, image size,
 input fit (``letterbox`` or ``stretch``: how images must be fitted to the input, as in
-training), class names, opset, precision and NMS settings.
+training), class names, opset, precision and NMS settings, and the default score threshold
+when the model carries one (``default_score_threshold``: the best-F1 confidence its training
+measured, see :func:`damo_core.export.common.set_default_threshold`; OpenVINO and TensorRT
+exports copy this metadata, so they record it too).
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ import torch
 from damo_core.atomic import atomic_write_bytes
 from damo_core.data.fit import PAD_VALUE, model_fit
 from damo_core.errors import UserInputError
-from damo_core.export.common import INPUT_NAME, check_image_size, output_stem, require
+from damo_core.export.common import (
+    DEFAULT_THRESHOLD_KEY,
+    INPUT_NAME,
+    check_image_size,
+    model_default_threshold,
+    output_stem,
+    require,
+)
 from damo_core.export.wrapper import ExportModel
 from damo_core.models import Detector
 
@@ -125,6 +135,9 @@ def _metadata(wrapper: ExportModel, image_size: int, opset: int,
             "input": f"{INPUT_NAME}: float32 [B,3,{image_size},{image_size}] RGB 0..255, "
                      f"fitted by {fit} (damo_core.data.fit, pad {PAD_VALUE})",
             "producer": "damo_core.export.onnx"}
+    threshold = model_default_threshold(model)
+    if threshold is not None:  # absent, not a made-up 0.3, when training measured none
+        meta[DEFAULT_THRESHOLD_KEY] = str(threshold)
     if wrapper.end2end:
         meta.update(score_threshold=str(wrapper.score_threshold),
                     iou_threshold=str(wrapper.iou_threshold),

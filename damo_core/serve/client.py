@@ -6,6 +6,13 @@ on the server with the project's own code) and returns the same :class:`Detectio
 (strictly above ``score_threshold``). Several images go in one request (up to the model's
 ``max_batch_size``); the server's dynamic batcher merges concurrent requests further.
 
+The threshold has ``damo predict``'s default too: the deployment's
+``default_score_threshold`` (the best-F1 confidence the checkpoint's training measured,
+carried by the export into the postprocess model's config), else 0.3. The server prunes
+first with its own threshold (low by default, see
+:class:`~damo_core.serve.model_config.ServingOptions`), and this client keeps what is strictly
+above the chosen one; a chosen threshold below the server's cannot bring back what it pruned.
+
 Errors a user can fix are raised as such, each naming what is wrong: a file that is not an
 image (:class:`NotAnImageError`), a model the server does not have (:class:`UnknownModelError`,
 listing the ones it has) and no server at the URL (:class:`ServerUnavailableError`).
@@ -21,8 +28,9 @@ import numpy as np
 import torch
 
 from damo_core.errors import UserInputError
+from damo_core.eval.curves import DEFAULT_CONFIDENCE
 from damo_core.eval.postprocess import Detections
-from damo_core.export.common import require
+from damo_core.export.common import DEFAULT_THRESHOLD_KEY, require, score_threshold_or_none
 from damo_core.serve import admin
 from damo_core.serve import model_config as mc
 from damo_core.serve.codec import pad_batch, read_image_bytes
@@ -40,7 +48,13 @@ def grpc_module() -> Any:
 
 
 class TritonDetector:
-    """A connection to one deployed model; checks server and model on construction."""
+    """A connection to one deployed model; checks server and model on construction.
+
+    ``class_names`` and ``default_score_threshold`` come from the postprocess model's config
+    (written by :mod:`damo_core.serve.repository`); both are ``None`` for a deployment that
+    lacks them (a foreign one, or an export of a checkpoint without a measured threshold), and
+    a threshold that is not a number in [0, 1] (NaN included) counts as lacking.
+    """
 
     def __init__(self, url: str, model: str, *, timeout: float = 30.0) -> None:
         grpc = grpc_module()
@@ -60,7 +74,11 @@ class TritonDetector:
         config = self.client.get_model_config(model, as_json=True,
                                               client_timeout=timeout)["config"]
         self.max_batch_size = int(config.get("max_batch_size", 0)) or 1
-        self.class_names = self._class_names()
+        params = self._postprocess_parameters()
+        names = _parameter(params, "class_names")
+        self.class_names = names.split(",") if names else None
+        self.default_score_threshold: float | None = score_threshold_or_none(
+            _parameter(params, DEFAULT_THRESHOLD_KEY))
 
     def server_models(self) -> list[str]:
         """``name (STATE)`` for every model in the server's repository (the repository index
@@ -80,16 +98,16 @@ class TritonDetector:
                 raise
             return f"set {admin.ADMIN_KEY_ENV} to list the models there"
 
-    def _class_names(self) -> list[str] | None:
-        """From the postprocess model's parameters (written by the repository writer)."""
+    def _postprocess_parameters(self) -> dict[str, Any]:
+        """The postprocess model's config parameters (written by the repository writer), or
+        none for a deployment without our postprocess model (a foreign one)."""
         try:
             post = self.client.get_model_config(mc.ModelNames(self.model).postprocess,
                                                 as_json=True, client_timeout=self.timeout)
         except Exception:  # noqa: BLE001 - a foreign deployment: labels stay numbers
-            return None
-        names = post["config"].get("parameters", {}).get("class_names", {})
-        value = names.get("string_value")
-        return value.split(",") if value else None
+            return {}
+        params = post.get("config", {}).get("parameters", {})
+        return params if isinstance(params, dict) else {}
 
     def detect_encoded(self, encoded: Sequence[bytes]) -> list[Detections]:
         """One request with ``len(encoded)`` images (at most ``max_batch_size``)."""
@@ -108,9 +126,13 @@ class TritonDetector:
                                        f"of {len(encoded)} image(s): {_first_line(err)}") from None
         return unpack(*(result.as_numpy(n) for n in OUTPUTS))
 
-    def detect(self, images: Sequence[str | Path], *, score_threshold: float = 0.3,
+    def detect(self, images: Sequence[str | Path], *, score_threshold: float | None = None,
                batch_size: int | None = None) -> list[Detections]:
-        """Detections per image file (``damo predict``'s default threshold, 0.3)."""
+        """Detections per image file, kept strictly above ``score_threshold``; by default
+        ``damo predict``'s: the deployment's :attr:`default_score_threshold`, else 0.3."""
+        if score_threshold is None:
+            score_threshold = (DEFAULT_CONFIDENCE if self.default_score_threshold is None
+                               else self.default_score_threshold)
         size = min(batch_size or self.max_batch_size, self.max_batch_size)
         if size <= 0:
             raise UserInputError(f"batch_size must be positive, got {batch_size}")
@@ -139,6 +161,13 @@ def unpack(num: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
         out.append(Detections(torch.from_numpy(b[:k].copy()), torch.from_numpy(s[:k].copy()),
                               torch.from_numpy(c[:k].astype(np.int64))))
     return out
+
+
+def _parameter(params: dict[str, Any], key: str) -> str | None:
+    """One config parameter's text, or ``None`` when it is missing or not shaped like one."""
+    value = params.get(key)
+    text = value.get("string_value") if isinstance(value, dict) else None
+    return text if isinstance(text, str) else None
 
 
 def keep_above(det: Detections, score_threshold: float) -> Detections:

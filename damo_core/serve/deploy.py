@@ -77,7 +77,8 @@ def deploy(exported_dir: str | Path, repo: str | Path, url: str | None = None, *
         if staged is not None:
             staged.pull()
         return _deploy(model, staged.root if staged else Path(repo), files, client, url,
-                       staged, variant=variant, options=options, timeout=timeout)
+                       staged, variant=variant, options=options, timeout=timeout,
+                       metadata=metadata)
     finally:
         if staged is not None:
             staged.close()
@@ -85,7 +86,8 @@ def deploy(exported_dir: str | Path, repo: str | Path, url: str | None = None, *
 
 def _deploy(model: ExportedModel, root: Path, files: staging.RepositoryFiles, client: Any,
             url: str | None, staged: StagedRepository | None, *, variant: str,
-            options: mc.ServingOptions | None, timeout: float) -> dict[str, Any]:
+            options: mc.ServingOptions | None, timeout: float,
+            metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     names = mc.ModelNames(model.model_name)
     versions = detector_versions(root, model.model_name)
     previous = versions[-1] if versions else None
@@ -105,7 +107,7 @@ def _deploy(model: ExportedModel, root: Path, files: staging.RepositoryFiles, cl
     with journal or contextlib.nullcontext():
         try:
             entry = write_repository(model, root, variant=variant, options=options,
-                                     version=version)
+                                     version=version, metadata=metadata)
             if staged is not None:
                 staged.push(entry)
             if stale:

@@ -22,6 +22,15 @@ Tensor contract (``B`` = batch, ``S`` = image side, ``N`` = anchors, ``C`` = cla
 * postprocess / ensemble out: ``num_dets`` INT32 ``[B, 1]``, ``det_boxes`` FP32 ``[B, K, 4]``
   (original-image pixels), ``det_scores`` FP32 ``[B, K]``, ``det_classes`` INT32 ``[B, K]``,
   padded with zeros / -1 past ``num_dets`` (the end2end export's output names).
+
+Two score thresholds are involved. The postprocess model prunes with ``score_threshold`` (a
+low one, see :class:`ServingOptions`) and returns what is left; the client then keeps the
+boxes strictly above its own threshold. The postprocess config's ``default_score_threshold``
+parameter, present when the export recorded one (the best-F1 confidence training measured,
+``damo predict``'s default), is that client threshold's default
+(:attr:`damo_core.serve.client.TritonDetector.default_score_threshold`); the server itself
+does not apply it, so clients of one deployment can still choose any threshold above the
+pruning one.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from typing import Any
 
 from damo_core.data.fit import PLACEMENT_WIDTH
 from damo_core.errors import UserInputError
-from damo_core.export.common import require
+from damo_core.export.common import DEFAULT_THRESHOLD_KEY, require, score_threshold_or_none
 from damo_core.export.wrapper import END2END_OUTPUTS
 from damo_core.serve.exported import ExportedModel
 
@@ -56,9 +65,11 @@ class ServingOptions:
     """Scheduling and post-processing settings of a deployment.
 
     ``score_threshold``/``iou_threshold`` default (``None``) to the thresholds the model is
-    evaluated with (:func:`damo_core.eval.postprocess.nms_defaults`): the server returns every
-    plausible box and each client filters by its own confidence, so one deployment serves
-    both display (``damo infer --conf 0.3``) and evaluation.
+    evaluated with (:func:`damo_core.eval.postprocess.nms_defaults`: score 0.05, 0.03 for the
+    nano models): the server returns every plausible box and each client filters by its own
+    confidence (by default the deployment's ``default_score_threshold``, else 0.3), so one
+    deployment serves both display and evaluation. A client threshold below the server's
+    ``score_threshold`` cannot bring back what the server pruned.
     """
 
     max_batch_size: int = 8
@@ -182,11 +193,21 @@ def preprocess_config(model: ExportedModel, names: ModelNames, max_batch: int,
 
 
 def postprocess_config(model: ExportedModel, names: ModelNames, options: ServingOptions,
-                       max_batch: int, python_params: Mapping[str, Any]) -> dict[str, Any]:
+                       max_batch: int, python_params: Mapping[str, Any], *,
+                       default_score_threshold: float | None = None) -> dict[str, Any]:
+    """The postprocess model's config. ``default_score_threshold`` (the export's recorded
+    default, see the module docstring) becomes a parameter for clients to read; ``None``
+    leaves it out, and clients fall back to 0.3 as ``damo predict`` does."""
     from damo_core.eval.postprocess import nms_defaults
 
     default_score, default_iou = nms_defaults(model.model_name)
     n, c = model.num_anchors, model.num_classes
+    client_default: dict[str, float] = {}
+    if default_score_threshold is not None:
+        if score_threshold_or_none(default_score_threshold) is None:
+            raise UserInputError(f"default_score_threshold must be a score threshold in "
+                                 f"[0, 1], got {default_score_threshold}")
+        client_default[DEFAULT_THRESHOLD_KEY] = float(default_score_threshold)
     return {
         "name": names.postprocess, "backend": "python", "max_batch_size": max_batch,
         "input": [_tensor(RAW_SCORES, "FP32", [n, c]), _tensor(RAW_BOXES, "FP32", [n, 4]),
@@ -200,7 +221,7 @@ def postprocess_config(model: ExportedModel, names: ModelNames, options: Serving
             "iou_threshold": default_iou if options.iou_threshold is None
             else options.iou_threshold,
             "max_detections": options.max_detections,
-            "class_names": ",".join(model.class_names)}),
+            "class_names": ",".join(model.class_names), **client_default}),
     }
 
 

@@ -108,6 +108,11 @@ class Detector(_Model):
 
 
 class Postprocess(_Model):
+    """Prunes and runs NMS with the config's ``score_threshold``/``iou_threshold`` (the low
+    evaluation thresholds unless the deployment set others); the ``default_score_threshold``
+    parameter beside them is the clients' default and is not applied here, so each client
+    can still choose its own threshold above the pruning one."""
+
     inputs = (mc.RAW_SCORES, mc.RAW_BOXES, mc.PLACEMENT)
 
     def compute(self, *arrays: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,6 +17,10 @@ only the Python backend: the detector directory then also holds a ``model.py`` t
 same file with ONNX Runtime or OpenVINO. Pre- and postprocessing are Python-backend models in
 both variants (in the cluster the Triton image needs this package installed).
 
+The postprocess config also carries, as ``default_score_threshold``, the score threshold the
+export recorded for its model (the best-F1 confidence of the checkpoint's training, see
+:func:`recorded_threshold`), which clients use when they are not given one.
+
 Nothing is half-written: configs are validated before the first write, a new version is
 assembled in a hidden staging directory (``.staging-<version>-<pid>-*``, see
 :mod:`~damo_core.serve.staging`), checked and renamed into place (Triton ignores names that
@@ -30,6 +34,7 @@ import os
 import shutil
 import site
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +42,10 @@ from typing import Any
 
 from damo_core.atomic import atomic_write_text
 from damo_core.errors import OutputExistsError, UserInputError
+from damo_core.export.common import DEFAULT_THRESHOLD_KEY, score_threshold_or_none
 from damo_core.serve import model_config as mc
 from damo_core.serve import staging
-from damo_core.serve.exported import ExportedModel
+from damo_core.serve.exported import ExportedModel, read_embedded_metadata
 from damo_core.serve.python_models import MODEL_PY
 
 CONFIG = "config.pbtxt"
@@ -81,9 +87,36 @@ def detector_versions(repo: str | Path, model_name: str) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def recorded_threshold(model: ExportedModel,
+                       metadata: Mapping[str, Any] | None = None) -> float | None:
+    """The default score threshold the export recorded for ``model``: from the caller's
+    metadata (the export step's artifact metadata) when it has one, as in
+    :meth:`ExportedModel.from_dir`, else from the file's embedded metadata.
+
+    ``None`` when there is none: the checkpoint's training measured none, the export is of
+    reference weights or random init, or was made before the threshold was recorded, or its
+    file's metadata cannot be read. An invalid recorded value (not a number in [0, 1]) is
+    dropped with a warning rather than deployed."""
+    given = (metadata or {}).get(DEFAULT_THRESHOLD_KEY)
+    if given is None:
+        try:
+            given = read_embedded_metadata(model.path, model.fmt).get(DEFAULT_THRESHOLD_KEY)
+        except Exception:  # noqa: BLE001 - from_dir already accepted the file without it
+            return None
+    threshold = score_threshold_or_none(given)
+    if given is not None and threshold is None:
+        warnings.warn(f"{model.path}: recorded {DEFAULT_THRESHOLD_KEY} {given!r} is not a score "
+                      "threshold in [0, 1]; deploying without one (clients use 0.3)",
+                      stacklevel=2)
+    return threshold
+
+
 def build_configs(model: ExportedModel, *, variant: str, options: mc.ServingOptions,
-                  sys_path: list[str] | None = None) -> dict[str, str]:
-    """``{model name: config.pbtxt text}`` for the four models, validated."""
+                  sys_path: list[str] | None = None,
+                  default_score_threshold: float | None = None) -> dict[str, str]:
+    """``{model name: config.pbtxt text}`` for the four models, validated.
+    ``default_score_threshold`` goes into the postprocess config for clients (``None``: left
+    out); it is a fact about the model, so it is passed here, not as a serving option."""
     if variant not in mc.VARIANTS:
         raise UserInputError(f"unknown repository variant {variant!r}; expected one of "
                              f"{list(mc.VARIANTS)}")
@@ -96,7 +129,8 @@ def build_configs(model: ExportedModel, *, variant: str, options: mc.ServingOpti
     configs: list[Mapping[str, Any]] = [
         mc.detector_config(model, names, options, variant, params),
         mc.preprocess_config(model, names, max_batch, params),
-        mc.postprocess_config(model, names, options, max_batch, params),
+        mc.postprocess_config(model, names, options, max_batch, params,
+                              default_score_threshold=default_score_threshold),
         mc.ensemble_config(names, options, max_batch),
     ]
     return {str(cfg["name"]): mc.to_pbtxt(cfg) for cfg in configs}
@@ -109,11 +143,13 @@ def write_repository(exported: ExportedModel | str | Path, repo: str | Path, *,
                      sys_path: list[str] | None = None) -> RepositoryEntry:
     """Add ``exported`` (a directory from the export step, or its :class:`ExportedModel`) to
     ``repo`` as detector version ``version`` (default: the next number) and (re)write the four
-    configs. ``metadata`` is the export step's artifact metadata, if at hand."""
+    configs. ``metadata`` is the export step's artifact metadata, if at hand (also with an
+    :class:`ExportedModel`: it may hold the recorded default score threshold)."""
     model = exported if isinstance(exported, ExportedModel) else ExportedModel.from_dir(
         exported, metadata)
     configs = build_configs(model, variant=variant, options=options or mc.ServingOptions(),
-                            sys_path=sys_path)
+                            sys_path=sys_path,
+                            default_score_threshold=recorded_threshold(model, metadata))
     root = Path(repo)
     names = mc.ModelNames(model.model_name)
     existing = detector_versions(root, model.model_name)

@@ -6,6 +6,11 @@ a PyTorchJob or a Trainer v2 TrainJob) sharing the PVC ``workspace_pvc`` and run
 ``image``. Every placement leaves the same run directory in ``out``, so both steps return the
 same metadata whichever ran, and the same TensorBoard event files (``out/tensorboard``) for the
 optional HTML ``page`` of them.
+
+With ``mlflow_uri`` the training is also an MLflow run (damo_core.metrics.mlflow_tracking),
+checked before anything starts: logged live, epoch by epoch, when it trains in this process;
+from its run directory once it ends when torchrun or a job trained it, since those processes
+are started without the URI.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from damo_core.metrics.mlflow_tracking import DEFAULT_EXPERIMENT
 from damo_core.steps._common import (
     WEIGHTS,
     dataset_ref,
@@ -40,10 +46,13 @@ def fit(data: str | Path, out: str | Path, *, model: str,
         settings: Mapping[str, Any] | None, preset: str | Path | None,
         teacher: str | Path | None, distill_settings: Mapping[str, Any] | None,
         weights: str | Path | None, resume: bool, run_id: str | None,
-        placement: Placement, progress: bool, page: str | Path | None) -> dict[str, Any]:
+        placement: Placement, progress: bool, page: str | Path | None,
+        mlflow_uri: str = "", mlflow_experiment: str = DEFAULT_EXPERIMENT) -> dict[str, Any]:
     """Train (``teacher`` None) or distil ``model`` on ``data`` into ``out``. Every setting is
     loaded and checked before the first batch, wherever the training then runs. ``page``: write
-    an HTML page of the run's TensorBoard events there (for the components' KFP UI view)."""
+    an HTML page of the run's TensorBoard events there (for the components' KFP UI view).
+    ``mlflow_uri``: log the training to that MLflow server too (tagged with the run id and the
+    model), and add ``mlflow_run_id`` (and ``mlflow_run_url``) to the metadata."""
     from damo_core.cluster.placement import (
         Mode,
         TrainPlacement,
@@ -52,6 +61,7 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     )
     from damo_core.environ import exported_env
     from damo_core.metrics import run_id as env_run_id
+    from damo_core.metrics.mlflow_tracking import checkpoint_params, training_logged
     from damo_core.train import load_train_config
     from damo_core.train.distill import DistillConfig
 
@@ -63,15 +73,22 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     dcfg = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings")
     teacher_file = weights_file(teacher) if teacher is not None else None
     run = run_id or env_run_id()
+    # what the trainer cannot say about itself (Trainer.run_params says the rest)
+    extras = {"data": data_ref, "preset": str(preset or ""), "weights": str(weights or "")}
+    mlflow_log = training_logged(mlflow_uri, mlflow_experiment, run_id=run, params=extras)
     if where.mode is not Mode.IN_PROCESS:
-        train_placed(where, data_ref, out, model=model, run=run, settings=settings,
-                     config=config, teacher_weights=teacher_file,
-                     distill_settings=distill_settings, image=placement.image)
-        return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs})
+        with mlflow_log as logged:  # the server is checked before the job starts
+            train_placed(where, data_ref, out, model=model, run=run, settings=settings,
+                         config=config, teacher_weights=teacher_file,
+                         distill_settings=distill_settings, image=placement.image)
+            if logged is not None:
+                logged.replay(out, checkpoint_params(Path(out) / WEIGHTS))
+        return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs,
+                                     **(logged.info() if logged else {})})
     from damo_core.train import train
     from damo_core.train.distill import distill
 
-    with exported_env(training_env(run)):
+    with exported_env(training_env(run)), mlflow_log as logged:
         if teacher_file is None:
             result = train(model, data_ref, out, cfg, weights=weights, resume=resume,
                            progress=progress)
@@ -82,7 +99,8 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     if rank != 0:  # under torchrun only rank 0 writes best.pt; the others report what they saw
         return {"model_name": Path(str(model)).stem, "rank": rank, "AP": result.best_ap,
                 "AP50": result.best_ap50, "epochs": result.epochs}
-    return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": result.epochs})
+    return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": result.epochs,
+                                 **(logged.info() if logged else {})})
 
 
 def _finished(out: str | Path, page: str | Path | None, meta: dict[str, Any]) -> dict[str, Any]:

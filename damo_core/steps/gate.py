@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from damo_core.errors import UserInputError
+from damo_core.metrics.mlflow_tracking import DEFAULT_EXPERIMENT
 
 
 class GateRequestError(UserInputError):
@@ -23,18 +24,32 @@ class GateRequestError(UserInputError):
 def run(metrics: Mapping[str, Any] | str | Path, latency: float | str | Path | None, *,
         map_floor: float, latency_budget_ms: float | None = None, metric: str = "AP50",
         target: str | None = None, model_name: str = "",
-        names: tuple[str, str] = ("map_floor", "latency_budget_ms")) -> dict[str, Any]:
+        names: tuple[str, str] = ("map_floor", "latency_budget_ms"), run_id: str | None = None,
+        mlflow_uri: str = "", mlflow_experiment: str = DEFAULT_EXPERIMENT) -> dict[str, Any]:
     """Judge ``metrics`` (a mapping, or the JSON the evaluate step writes) and ``latency``
     (ms, or the benchmark step's report JSON, whose row ``target`` = FORMAT[:PRECISION] is
     read; the only exported row without one). ``names`` are what the caller calls the floor
     and the budget (CLI options, component parameters) so an error points at what to fix.
-    Returns ``passed`` and the ``reason``."""
+    Returns ``passed`` and the ``reason``.
+
+    ``mlflow_uri``: tag the MLflow run of ``model_name`` in pipeline run ``run_id``
+    [default: $DAMO_RUN_ID, else local] with the verdict (``damo.gate`` = pass | fail and
+    ``damo.gate.reason``); a new run when there is none. The server is checked before the
+    verdict."""
     try:
         check_thresholds(map_floor, latency_budget_ms, names=names)
     except GateRequestError as err:
         if not model_name:
             raise
         raise GateRequestError(f"gate {model_name}: bad request: {err}") from None
+    tracking = None
+    if mlflow_uri:
+        from damo_core.metrics.mlflow_tracking import connect
+
+        if not model_name:
+            raise GateRequestError("logging the verdict to MLflow needs the model's name (the "
+                                   "damo.model tag of its run): give --model / model_name")
+        tracking = connect(mlflow_uri, mlflow_experiment)
     if isinstance(metrics, str | Path):
         metrics = _metrics_file(Path(metrics))
     latency_ms = latency_from_report(Path(latency), target) if isinstance(
@@ -42,9 +57,16 @@ def run(metrics: Mapping[str, Any] | str | Path, latency: float | str | Path | N
     passed, why = judge(metrics, latency_ms, map_floor=map_floor,
                         latency_budget_ms=latency_budget_ms, metric=metric)
     prefix = f"{model_name}: " if model_name else ""
-    return {"model_name": model_name, "passed": passed, "metric": metric,
-            "value": metrics.get(metric), "latency_ms": latency_ms,
-            "reason": f"{prefix}{'PASS' if passed else 'FAIL'}: {why}"}
+    verdict = {"model_name": model_name, "passed": passed, "metric": metric,
+               "value": metrics.get(metric), "latency_ms": latency_ms,
+               "reason": f"{prefix}{'PASS' if passed else 'FAIL'}: {why}"}
+    if tracking is not None:
+        from damo_core.metrics import run_id as env_run_id
+        from damo_core.metrics.mlflow_tracking import log_gate
+
+        verdict.update(log_gate(tracking, run_id=run_id or env_run_id(), model=model_name,
+                                passed=passed, reason=verdict["reason"]))
+    return verdict
 
 
 def _is_number(value: object) -> bool:

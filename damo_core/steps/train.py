@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from damo_core.metrics.mlflow_tracking import DEFAULT_EXPERIMENT
 from damo_core.steps._training import Placement, fit
+
+CONTROL_SUFFIX = "-control"
 
 
 def run(data: str | Path, out: str | Path, *, model: str,
@@ -14,7 +17,8 @@ def run(data: str | Path, out: str | Path, *, model: str,
         weights: str | Path | None = None, resume: bool = False,
         backbone: str | Path | None = None, run_id: str | None = None,
         placement: Placement | None = None, progress: bool = False,
-        page: str | Path | None = None) -> dict[str, Any]:
+        page: str | Path | None = None, mlflow_uri: str = "",
+        mlflow_experiment: str = DEFAULT_EXPERIMENT, control: bool = False) -> dict[str, Any]:
     """Train ``model`` (zoo name or model YAML) on ``data`` (a ``dataset.yaml`` or the
     directory holding one) into ``out``: last.pt, best.pt, results.csv/png, metrics.json and
     TensorBoard event files in tensorboard/; ``page``, when given, gets an HTML page of them.
@@ -22,12 +26,26 @@ def run(data: str | Path, out: str | Path, *, model: str,
     ``preset`` is a bundled preset name (``cpu_quick``) or a YAML of settings, ``settings``
     override it (``{"epochs": 3, "augment": {"mosaic_prob": 0}}``). ``backbone`` is a TinyNAS
     structure file (``damo nas`` writes one) that replaces the model's backbone. ``run_id``
-    labels the training's metric pushes. Returns the model's metadata (name, classes, AP).
+    labels the training's metric pushes and, with ``mlflow_uri``, tags the MLflow run the
+    training logs to (in ``mlflow_experiment``; the export and gate steps find it by that tag
+    and the model's name). Returns the model's metadata (name, classes, AP; the MLflow run's
+    id and page when logged).
+
+    ``control``: this training is the pipeline's control, a distilled student's twin trained
+    alone so the report can say what distillation bought; its run id gets ``-control``
+    appended, so its pushed metrics and MLflow run never mix with the distilled model's, which
+    has the same name.
     """
+    if control:
+        from damo_core.metrics import run_id as env_run_id
+
+        run_id = f"{run_id or env_run_id()}{CONTROL_SUFFIX}"
     if backbone is not None:
         from damo_core.nas.search import model_yaml_with_backbone
 
         model = str(model_yaml_with_backbone(model, backbone, Path(out) / "model.yaml"))
-    return fit(data, out, model=model, settings=settings, preset=preset, teacher=None,
+    meta = fit(data, out, model=model, settings=settings, preset=preset, teacher=None,
                distill_settings=None, weights=weights, resume=resume, run_id=run_id,
-               placement=placement or Placement(), progress=progress, page=page)
+               placement=placement or Placement(), progress=progress, page=page,
+               mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment)
+    return {**meta, "control": True} if control else meta

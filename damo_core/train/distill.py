@@ -273,6 +273,11 @@ class DistillTrainer(Trainer):
             ckpt["distill_align"] = self.distill_loss.state_dict()
         return ckpt
 
+    def run_params(self) -> dict[str, Any]:
+        """Adds the teacher's weights and the distillation settings."""
+        return {**super().run_params(), "teacher": str(self.teacher_weights),
+                "distill": self.dcfg.as_dict()}
+
     def check_resumable(self, ckpt: Any) -> None:
         """A plain training run's ``last.pt`` cannot continue distillation; then the base
         checks (same student, classes and input size)."""

@@ -13,6 +13,13 @@ Every event is indexed by the optimiser step, the per-epoch ones at the step tha
 epoch. One step axis lets a resumed run open its writer with ``purge_step`` just past its
 checkpoint's step: TensorBoard then drops whatever the interrupted run logged after that
 checkpoint (per-step and per-epoch alike), so no step appears twice.
+
+Other destinations of the per-epoch values (an MLflow run, :mod:`damo_core.metrics.mlflow_tracking`)
+are sinks behind the same tracker: whoever starts a training registers a sink factory with
+:func:`extra_sinks` around it, and every tracker session opened inside (rank 0 only) opens one
+sink and hands it each epoch's values. Registering around the call, rather than passing the sink
+down, reaches every training a command starts, the links of a distillation chain included,
+without each training function growing a parameter for it.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import html
 import io
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -48,38 +56,108 @@ SAMPLE_SIDE = 320
 VAL_METRICS = ("AP", "AP50", "AP75")
 
 
+class EpochSink(Protocol):
+    """A second destination of a run's per-epoch values. Its methods must not raise: a sink
+    that loses its server warns and lets training go on."""
+
+    def epoch(self, epoch: int, values: Mapping[str, float]) -> None:
+        """``values`` named as the TensorBoard tags (``train/loss``, ``val/AP`` ...)."""
+
+    def close(self, *, failed: bool) -> None:
+        """The fit ended (``failed``: by an exception)."""
+
+
+class SinkFactory(Protocol):
+    """Opens the sink of one fit of the run in ``out_dir``; ``params`` say what the run is
+    (``Trainer.run_params``). May raise: that stops the fit before its first batch."""
+
+    def __call__(self, out_dir: Path, params: Mapping[str, Any], *,
+                 resumed: bool) -> EpochSink: ...
+
+
+_SINK_FACTORIES: ContextVar[tuple[SinkFactory, ...]] = ContextVar("damo_epoch_sinks",
+                                                                  default=())
+
+
+@contextlib.contextmanager
+def extra_sinks(*factories: SinkFactory) -> Iterator[None]:
+    """Every tracker session opened in the block (rank 0's) also opens a sink from each of
+    ``factories``."""
+    token = _SINK_FACTORIES.set(_SINK_FACTORIES.get() + factories)
+    try:
+        yield
+    finally:
+        _SINK_FACTORIES.reset(token)
+
+
+def epoch_values(seconds: float, result: EvalResult | None,
+                 losses: Mapping[str, float] | None) -> dict[str, float]:
+    """One epoch's values as the sinks get them: the epoch's mean losses and its last
+    learning rate as ``train/<key>``, ``epoch/time_s`` and, when evaluated, ``val/AP`` ..."""
+    values = {f"train/{key}": float(value) for key, value in (losses or {}).items()}
+    values["epoch/time_s"] = float(seconds)
+    if result is not None:
+        values.update({f"val/{key}": float(getattr(result, key)) for key in VAL_METRICS})
+    return values
+
+
 class RunTracker:
     """The TensorBoard writer of one run; a disabled tracker (DDP ranks other than 0) does
     nothing, so the trainer calls it unconditionally.
 
-    The writer exists only inside :meth:`session`, which the trainer's ``fit`` wraps around its
-    epochs: event files are flushed and closed however training ends.
+    The writer and the sinks exist only inside :meth:`session`, which the trainer's ``fit``
+    wraps around its epochs: event files are flushed and closed, and sinks closed, however
+    training ends.
     """
 
     def __init__(self, out_dir: str | Path, class_names: Sequence[str], *, enabled: bool = True,
                  every: int | None = None, samples: int = SAMPLE_IMAGES) -> None:
-        self.log_dir = Path(out_dir) / LOG_DIR
+        self.out_dir = Path(out_dir)
+        self.log_dir = self.out_dir / LOG_DIR
         self.class_names = list(class_names)
         self.enabled, self.samples = enabled, samples
         self.every = max(1, STEP_EVERY if every is None else every)
         self._writer: Any = None  # torch.utils.tensorboard.SummaryWriter while in a session
+        self._sinks: list[EpochSink] = []
 
     @contextlib.contextmanager
-    def session(self, step: int) -> Iterator[RunTracker]:
+    def session(self, step: int,
+                params: Mapping[str, Any] | None = None) -> Iterator[RunTracker]:
         """Open the writer for a fit that continues after optimiser step ``step`` (0 for a new
         run). ``purge_step=step + 1`` makes TensorBoard discard events an earlier, interrupted
-        writer logged past the checkpoint this fit resumes from."""
+        writer logged past the checkpoint this fit resumes from. The sinks of
+        :func:`extra_sinks` open first, with ``params``, so one that cannot start (its server
+        is down) stops the fit before anything is written."""
         if self.enabled:
+            self._open_sinks(dict(params or {}), resumed=step > 0)
             # imported here: TensorBoard's writer takes seconds to import and only rank 0 needs it
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.log_dir), purge_step=step + 1)
+        failed = False
         try:
             yield self
+        except BaseException:
+            failed = True
+            raise
         finally:
             if self._writer is not None:
                 self._writer.close()  # flushes
                 self._writer = None
+            self._close_sinks(failed)
+
+    def _open_sinks(self, params: dict[str, Any], *, resumed: bool) -> None:
+        try:
+            for open_sink in _SINK_FACTORIES.get():
+                self._sinks.append(open_sink(self.out_dir, params, resumed=resumed))
+        except BaseException:
+            self._close_sinks(failed=True)
+            raise
+
+    def _close_sinks(self, failed: bool) -> None:
+        sinks, self._sinks = self._sinks, []
+        for sink in sinks:
+            sink.close(failed=failed)
 
     def step(self, step: int, values: Mapping[str, float]) -> None:
         """``train/<key>`` for every value (each loss term, ``lr``, and a distillation run's
@@ -90,10 +168,17 @@ class RunTracker:
         for key, value in values.items():
             self._writer.add_scalar(f"train/{key}", value, step)
 
-    def epoch(self, step: int, epoch: int, seconds: float, result: EvalResult | None) -> None:
+    def epoch(self, step: int, epoch: int, seconds: float, result: EvalResult | None,
+              losses: Mapping[str, float] | None = None) -> None:
         """The epoch number, its wall time and, when it was evaluated, ``val/AP``, ``val/AP50``
         and ``val/AP75``, at the step that ended it; then flush, so a killed pod loses at most
-        the current epoch's events."""
+        the current epoch's events. The sinks get the wall time and AP values too, plus
+        ``losses``, the epoch's mean losses and last learning rate (TensorBoard has those per
+        step), indexed by ``epoch`` (:func:`epoch_values`)."""
+        if self._sinks:
+            values = epoch_values(seconds, result, losses)
+            for sink in self._sinks:
+                sink.epoch(epoch, values)
         if self._writer is None:
             return
         self._writer.add_scalar("epoch/epoch", epoch, step)

@@ -185,8 +185,15 @@ class Trainer:
         elif self.env.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_csv_header()
-        with self.tracker.session(self.step):  # event files closed however fit ends
+        # event files (and sinks such as an MLflow run) closed however fit ends
+        with self.tracker.session(self.step, self.run_params()):
             return self.run_epochs(stop_after_epoch)
+
+    def run_params(self) -> dict[str, Any]:
+        """What this run is, for an experiment tracker's parameters (MLflow): the model's
+        name, input size and classes and every training setting; a subclass adds its own."""
+        return {"model": self.model.name, "image_size": self.image_size,
+                "num_classes": len(self.class_names), **self.cfg.as_dict()}
 
     def run_epochs(self, stop_after_epoch: int | None) -> TrainResult:
         """The epochs of :meth:`fit` from ``start_epoch`` (set by a resume), then
@@ -304,7 +311,7 @@ class Trainer:
         if result is not None:
             self.tracker.predictions(self.step, self.eval_model, self.val_source,
                                      image_size=self.image_size, device=self.device)
-        self.tracker.epoch(self.step, epoch + 1, seconds, result)
+        self.tracker.epoch(self.step, epoch + 1, seconds, result, losses)
         atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=True), self.last_path)
         plot_results(self.out_dir / "results.csv", self.out_dir / "results.png")
 

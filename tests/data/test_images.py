@@ -122,7 +122,8 @@ def test_predict_keeps_inputs_and_every_result(weights: Path, tmp_path: Path) ->
                                       *map(str, inputs), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert inputs[0].read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a_2.jpg", "b.jpg", "b_2.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.jpg", "a_2.jpg", "b.jpg", "b_2.jpg", "detections.jsonl"]
 
 
 @pytest.mark.parametrize("kind", ["empty", "text", "directory", "huge"])

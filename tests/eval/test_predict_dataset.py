@@ -9,7 +9,6 @@ image then has detections, which is all drawing and writing need.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,13 +30,7 @@ FAST = {"image_size": SIZE, "score_threshold": 0.0, "max_detections": 5, "batch_
         "workers": 0, "progress": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: the machine's cores are shared with other test runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from damo_core.cluster.placement import WORKSPACE
 from pipelines.damo_pipeline import PIPELINE_ENV, compile_pipeline
 from pipelines.remote import walk_tasks
 
-TRAINING = ("train", "distill", "distill-2", "distill-3")
+TRAINING = ("train", "distill", "distill-2", "distill-3", "train-2")  # train-2: the control
 PUSHING_PREFIXES = ("train", "distill", "evaluate", "benchmark")
 
 
@@ -68,7 +68,7 @@ def test_training_steps_get_the_placement_and_mount_the_workspace(ir):
 def test_every_step_reads_the_pushgateway_from_the_configmap(ir):
     spec, k8s = ir
     steps = _container_tasks(spec)
-    assert len(steps) == 30
+    assert len(steps) == 31
     for name, task in steps.items():
         (env,) = k8s[_executor(spec, task)]["configMapAsEnv"]
         assert env["configMapName"] == PIPELINE_ENV, name
@@ -81,7 +81,9 @@ def test_pushing_steps_get_the_run_name_as_run_id(ir):
     spec, _ = ir
     pushing = {name: task for name, task in _container_tasks(spec).items()
                if name.startswith(PUSHING_PREFIXES)}
-    assert len(pushing) == 12  # teacher, 3 distillations, 4 evaluations, 4 benchmarks
+    # teacher, 3 distillations, the control (its step appends "-control"), 4 evaluations,
+    # 4 benchmarks
+    assert len(pushing) == 13
     for name, task in pushing.items():
         run_id = task["inputs"]["parameters"]["run_id"]
         assert run_id == {"runtimeValue": {"constant": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}}, name

@@ -48,6 +48,26 @@ def test_distillation_chain_edges(ir):
     assert _producer(tasks["train"], "data") == "unify"
 
 
+def test_control_is_the_last_student_alone_and_reaches_the_report(ir):
+    """The control trains the distilled T's model with the students' settings, no teacher, and
+    only the report reads it: it is never evaluated, gated or deployed as a model of the run."""
+    _, spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+    control = tasks["train-2"]
+    assert _model_of(spec, "train-2") == "model_t"
+    assert _model_of(spec, "train-2") == _model_of(spec, "distill-3")
+    assert "teacher" not in control["inputs"].get("artifacts", {})
+    params = control["inputs"]["parameters"]
+    assert params["settings"] == {"componentInputParameter": "student_settings"}
+    assert params["control"]["runtimeValue"]["constant"] is True
+    assert tasks["train"]["inputs"]["parameters"]["settings"] == {
+        "componentInputParameter": "teacher_settings"}
+    readers = [name for name, task in tasks.items()
+               if any(a.get("taskOutputArtifact", {}).get("producerTask") == "train-2"
+                      for a in task["inputs"].get("artifacts", {}).values())]
+    assert readers == ["report"]
+
+
 def test_every_model_is_evaluated_and_gated(ir):
     _, spec, _ = ir
     tasks = spec["root"]["dag"]["tasks"]
@@ -89,8 +109,8 @@ def test_images_resources_and_cluster_settings(ir):
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     steps = [t for _, t in walk_tasks(spec) if "dag" not in spec["components"][
         t["componentRef"]["name"]]]  # container steps, not the condition groups
-    assert len(steps) == 30  # unify, 4 nas, teacher, 3 distill, 4 x (eval, export, bench, gate,
-    #                          deploy), report
+    assert len(steps) == 31  # unify, 4 nas, teacher, 3 distill, control, 4 x (eval, export,
+    #                          bench, gate, deploy), report
     assert all(t.get("cachingOptions", {}).get("enableCache") for t in steps)
     assert all(t.get("retryPolicy", {}).get("maxRetryCount") == 1 for t in steps)
 

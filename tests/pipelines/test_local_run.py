@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from damo_core.train import load_trained
-from pipelines.local_run import run_local, summary_rows
+from pipelines.local_run import distillation_summary, run_local, summary_rows
 
 TINY = {
     # the embedded default's three sources (COCO, Objects365, OpenImages), on a local S3
@@ -93,7 +93,33 @@ def test_report_step_draws_latency_against_map(local_run):
     png = Path(rec.artifacts["chart"]["uri"]).read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     page = Path(rec.artifacts["page"]["uri"]).read_text()
-    assert "data:image/png;base64," in page and page.count("<tr>") == 5  # header + 4 models
+    assert "data:image/png;base64," in page
+    # (header + 4 models), (header + 3 links), (header + the control)
+    assert page.count("<tr>") == 5 + 4 + 2
+
+
+def test_control_is_set_beside_its_distilled_twin(local_run):
+    """The control (T trained alone, students' settings) is a real training without a
+    teacher; its AP in the distilled-vs-alone row is what its checkpoint evaluates to, and the
+    distilled side is the evaluate step's number for T."""
+    from damo_core.steps import evaluate
+
+    [control] = [t for t in local_run.by_prefix("train") if t.artifacts["model"].get("control")]
+    summary = distillation_summary(local_run)
+    versus = summary["control"]
+    assert versus["model"] == "damoyolo_ns" and control.artifacts["model"].get("teacher") is None
+    [data] = local_run.by_prefix("unify")
+    again = evaluate.run(control.artifacts["model"]["uri"], data.artifacts["dataset"]["uri"])
+    assert versus["alone_AP"] == pytest.approx(again["AP"], abs=1e-9)
+    assert versus["alone_AP50"] == pytest.approx(again["AP50"], abs=1e-9)
+    # S and T are both damoyolo_ns here: the distilled side is T's, the last link's
+    [t_eval] = [r for r in local_run.tasks if r.task == "evaluate-4"]
+    assert versus["distilled_AP"] == pytest.approx(t_eval.artifacts["metrics"]["AP"], abs=1e-9)
+    assert versus["gain_AP"] == pytest.approx(versus["distilled_AP"] - versus["alone_AP"],
+                                              abs=1e-4)
+    assert [(x["teacher"], x["student"]) for x in summary["links"]] == [
+        ("damoyolo_nl", "damoyolo_nm"), ("damoyolo_nm", "damoyolo_ns"),
+        ("damoyolo_ns", "damoyolo_ns")]
 
 
 def test_the_table_shows_what_the_checkpoints_evaluate_to(local_run):
@@ -101,7 +127,8 @@ def test_the_table_shows_what_the_checkpoints_evaluate_to(local_run):
     gives the AP and AP50 of the summary table."""
     from damo_core.steps import evaluate
 
-    [teacher] = local_run.by_prefix("train")
+    [teacher] = [t for t in local_run.by_prefix("train") if not t.artifacts["model"].get(
+        "control")]
     [data] = local_run.by_prefix("unify")
     again = evaluate.run(teacher.artifacts["model"]["uri"], data.artifacts["dataset"]["uri"])
     row = {r["model"]: r for r in summary_rows(local_run)}["damoyolo_nl"]

@@ -67,8 +67,10 @@ def assert_serves_version_1(repo: Path) -> None:
 
 
 def _kill_deploy_at(point: str, model: Exported, server: LocalTriton, marker: Path) -> str:
+    # TMPDIR: the killed process cannot remove its temporary staging directory (an S3
+    # repository's mirror), so it is left in the test's own directory, not in /tmp
     env = {**os.environ, staging.FAULT_ENV: point, staging.FAULT_MARKER_ENV: str(marker),
-           admin.ADMIN_KEY_ENV: server.admin_key}
+           admin.ADMIN_KEY_ENV: server.admin_key, "TMPDIR": str(marker.parent)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "damo_core.cli", "serve", "deploy", str(model.exported_dir),
          "--repo", str(server.repo), "--url", server.grpc_url],

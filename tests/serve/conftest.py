@@ -3,8 +3,10 @@
 The model is ``tests/export``'s trained-ish damoyolo_ns (seeded random weights calibrated on
 two noise images, so scores spread and NMS has work to do), saved as a training checkpoint
 and exported by the pipeline's own export step, so the tests deploy what the pipeline would.
-The test images are those calibration images (plus a non-square crop that makes the input fit
-pad or stretch), written as PNG files. The server starts once per session: each start costs seconds.
+The checkpoint records a measured best-F1 threshold (:data:`CHECKPOINT_CONF`, made up, and
+unlike 0.3 so that its path to the served default shows). The test images are those
+calibration images (plus a non-square crop that makes the input fit pad or stretch), written
+as PNG files. The server starts once per session: each start costs seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from tests.export.conftest import SIZE, images, trained_ish
 
 CLASSES = ["circle", "square", "triangle", "star"]
 MODEL = "damoyolo_ns"
+# The checkpoint's "measured" best-F1 threshold (as training's threshold_record writes it):
+# the default the export records and the deployment reports.
+CHECKPOINT_CONF = 0.25
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,9 @@ class Exported:
 
 def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
     """The trainer's checkpoint layout, so ``load_trained``/``damo predict`` read it."""
+    metrics = {"best_f1_threshold": CHECKPOINT_CONF, "best_f1": 0.5}
     atomic_save({**model_meta(model, CLASSES, SIZE), "model": model.state_dict(), "ema": None,
-                 "epoch": 0, "metrics": {}}, path)
+                 "epoch": 0, "metrics": metrics}, path)
     return path
 
 

@@ -23,10 +23,11 @@ from damo_core.serve.repository import (
     CONFIG,
     build_configs,
     detector_versions,
+    recorded_threshold,
     write_repository,
 )
 from damo_core.train.checkpoint_io import load_trained
-from tests.serve.conftest import CLASSES, MODEL
+from tests.serve.conftest import CHECKPOINT_CONF, CLASSES, MODEL
 
 NAMES = mc.ModelNames(MODEL)
 
@@ -84,6 +85,40 @@ def test_ensemble_wires_encoded_image_to_detections():
     assert post.parameters["score_threshold"].string_value == "0.03"  # nano eval default
     assert post.parameters["class_names"].string_value == ",".join(CLASSES)
     assert [(t.name, list(t.dims)) for t in post.input][-1] == ("placement", [6])
+
+
+def test_postprocess_carries_the_default_threshold_only_when_recorded():
+    """The client default is a parameter beside (never instead of) the server's pruning
+    threshold, and absent, not 0.3, when the export recorded none."""
+    with_default = build_configs(fake_export("onnx"), variant="native",
+                                 options=mc.ServingOptions(), default_score_threshold=0.35)
+    post = mc.parse_pbtxt(with_default[NAMES.postprocess])
+    assert post.parameters["default_score_threshold"].string_value == "0.35"
+    assert post.parameters["score_threshold"].string_value == "0.03"  # still prunes low
+    without = parsed(fake_export("onnx"))[NAMES.postprocess]
+    assert "default_score_threshold" not in without.parameters
+    for bad in (float("nan"), 1.5, -0.1):
+        with pytest.raises(ValueError, match="default_score_threshold must be a score"):
+            build_configs(fake_export("onnx"), variant="native", options=mc.ServingOptions(),
+                          default_score_threshold=bad)
+
+
+def test_recorded_threshold_given_wins_and_invalid_is_dropped():
+    model = fake_export("onnx")  # no such file: nothing embedded to read
+    assert recorded_threshold(model) is None
+    assert recorded_threshold(model, {"default_score_threshold": 0.4}) == 0.4
+    assert recorded_threshold(model, {"default_score_threshold": None}) is None
+    with pytest.warns(UserWarning, match="'nan' is not a score threshold"):
+        assert recorded_threshold(model, {"default_score_threshold": "nan"}) is None
+
+
+def test_repository_writes_the_checkpoints_threshold(exported, tmp_path):
+    """The export step embedded the checkpoint's best-F1 threshold in the file, so artifact
+    metadata without it (the pipeline's) still deploys it."""
+    given = {k: v for k, v in exported.metadata.items() if k != "default_score_threshold"}
+    entry = write_repository(exported.exported_dir, tmp_path / "repo", metadata=given)
+    post = mc.parse_pbtxt((entry.repo / NAMES.postprocess / CONFIG).read_text())
+    assert float(post.parameters["default_score_threshold"].string_value) == CHECKPOINT_CONF
 
 
 @pytest.mark.parametrize("fit", ["letterbox", "stretch"])

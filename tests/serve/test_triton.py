@@ -25,9 +25,9 @@ from damo_core.serve.errors import DeployError, RequestRejectedError
 from damo_core.serve.local_server import free_ports
 from damo_core.serve.repository import detector_versions
 from damo_core.train.checkpoint_io import load_trained
-from tests.serve.conftest import MODEL
+from tests.serve.conftest import CHECKPOINT_CONF, MODEL
 
-CONF = 0.3  # damo predict's default threshold
+CONF = 0.3  # the threshold infer and predict are compared at
 MAX_DETS = 100  # damo predict's and the deployment's max_detections
 NMS_IOU = nms_defaults(MODEL)[1]  # the server's (and predict's) NMS IoU threshold
 # ORT on the fused graph vs PyTorch eager, float32: boxes move by ~1e-3 px, scores by ~1e-4;
@@ -104,16 +104,23 @@ def assert_same_detections(served: Detections, local: Detections) -> None:
                 f"counterpart and is not at the cutoff {cutoff:.4f}")
 
 
-def test_deploy_reports_serving_version(deployed, triton):
+def test_deploy_reports_serving_version(deployed, exported, triton):
     assert deployed["status"] == "serving"
     assert deployed["version"] == 1 and deployed["previous_version"] is None
     assert deployed["url"] == triton.grpc_url
     assert detector_versions(triton.repo, MODEL) == [1]
+    # The checkpoint's best-F1 threshold, through export and repository, is the served default.
+    with TritonDetector(triton.grpc_url, MODEL) as detector:
+        assert detector.default_score_threshold == CHECKPOINT_CONF
+        [default] = detector.detect(exported.images[:1])
+        [explicit] = detector.detect(exported.images[:1], score_threshold=CHECKPOINT_CONF)
+    assert len(default) and bool((default.scores > CHECKPOINT_CONF).all())
+    assert torch.equal(default.scores, explicit.scores)
 
 
 def test_infer_equals_predict(deployed, exported, triton):
     result = _cli("infer", *map(str, exported.images), "--url", triton.grpc_url,
-                  "--model", MODEL, "--json", "--batch", "2")
+                  "--model", MODEL, "--json", "--batch", "2", "--conf", str(CONF))
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     model, meta = load_trained(exported.weights)
