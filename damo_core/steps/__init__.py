@@ -45,5 +45,7 @@ STEPS: tuple[Step, ...] = (
     Step("benchmark", "latency of an export, or of a checkpoint across runtimes", ("bench",)),
     Step("gate", "deploy only if the metric clears the floor and latency the budget"),
     Step("deploy", "add an export to a Triton repository as a new version and load it"),
-    Step("report", "latency against mAP of every model, as a chart and a page"),
+    Step("report", "latency against mAP of every model, as a chart and a page; teacher vs "
+         "student per link and, with `--control`, a student trained alone against its "
+         "distilled twin"),
 )

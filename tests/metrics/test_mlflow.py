@@ -324,7 +324,8 @@ def test_pipeline_parameter_reaches_the_steps(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     logging_steps = [n for n in tasks if n.split("-")[0] in ("train", "distill", "export",
                                                               "gate")]
-    assert len(logging_steps) == 12  # teacher, 3 students, 4 exports, 4 gates
+    # teacher, 3 students, the control (under its "-control" run id), 4 exports, 4 gates
+    assert len(logging_steps) == 13
     for name in logging_steps:
         inputs = tasks[name]["inputs"]["parameters"]
         for key in ("mlflow_uri", "mlflow_experiment"):

@@ -7,9 +7,9 @@ from pipelines.progress import StepProgress, count_steps
 
 
 def test_steps_of_the_dag_are_counted_without_condition_groups():
-    # unify, 4 NAS, teacher, 3 distillations, per model evaluate/export/benchmark/gate/deploy,
-    # and the report
-    assert count_steps(_spec_dict()) == 1 + 4 + 1 + 3 + 4 * 5 + 1
+    # unify, 4 NAS, teacher, 3 distillations, the control, per model
+    # evaluate/export/benchmark/gate/deploy, and the report
+    assert count_steps(_spec_dict()) == 1 + 4 + 1 + 3 + 1 + 4 * 5 + 1
 
 
 def test_each_finished_step_is_reported_once(tmp_path):
