@@ -71,7 +71,7 @@ def test_every_step_ran_in_its_image_and_exited_zero(both: dict[str, Any]) -> No
     # a CPU-only machine has no GPU image: train and distill run in the CPU image, said so
     gpu_tasks = {label: image for label, image in run.images.items()
                  if label.startswith(("exec-train", "exec-distill"))}
-    assert len(gpu_tasks) == 4
+    assert len(gpu_tasks) == 5  # teacher, 3 distillations, the control
     expected = DAMO_GPU_IMAGE if any(e.image == DAMO_GPU_IMAGE for e in run.exits) \
         else DAMO_IMAGE
     assert set(gpu_tasks.values()) == {expected}
@@ -103,14 +103,15 @@ def test_the_table_equals_the_subprocess_runners(both: dict[str, Any]) -> None:
 
 def test_the_trained_weights_equal_the_subprocess_runners(both: dict[str, Any]) -> None:
     """At these tiny sizes every AP is 0.0, so equal tables alone would prove little: the
-    four trainings' checkpoints are compared tensor by tensor as well."""
+    five trainings' checkpoints (teacher, three students, the control) are compared tensor by
+    tensor as well."""
 
     def weights(run: LocalRun) -> dict[str, dict[str, torch.Tensor]]:
         return {rec.task: load_trained(rec.artifacts["model"]["uri"] + "/best.pt")[0]
                 .state_dict() for rec in run.by_prefix("train") + run.by_prefix("distill")}
 
     in_process, in_containers = weights(both["subprocess"]), weights(both["docker"])
-    assert in_process.keys() == in_containers.keys() and len(in_process) == 4
+    assert in_process.keys() == in_containers.keys() and len(in_process) == 5
     for task, state in in_process.items():
         other = in_containers[task]
         differ = [k for k in state if not torch.equal(state[k], other[k])]
