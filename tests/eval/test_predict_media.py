@@ -138,13 +138,17 @@ def test_frames_stream_through_the_same_loop_as_files(model: Detector, tmp_path:
         torch.testing.assert_close(a.scores, b.scores)
 
 
-@pytest.fixture
-def nested(tmp_path: Path) -> Path:
-    root = tmp_path / "photos"
+def make_nested_images(root: Path) -> Path:
+    """``a/b/x.png``, ``a/y.jpg`` and ``c/x.png`` under ``root``: nesting, and one name twice."""
     for i, rel in enumerate(["a/b/x.png", "a/y.jpg", "c/x.png"]):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(picture(5 * i)).save(root / rel)
     return root
+
+
+@pytest.fixture
+def nested(tmp_path: Path) -> Path:
+    return make_nested_images(tmp_path / "photos")
 
 
 def test_cli_mirrors_a_folder_and_leaves_it_untouched(checkpoint: Path, nested: Path,

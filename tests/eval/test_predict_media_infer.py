@@ -24,7 +24,7 @@ from damo_core.cli.app import app
 from damo_core.eval.postprocess import Detections
 from damo_core.serve import client
 from damo_core.serve.codec import decode_image
-from tests.eval.test_predict_media import make_video, picture
+from tests.eval.test_predict_media import make_nested_images, make_video
 
 DETECTION_FIELDS = {"box", "score", "label", "class_name"}
 
@@ -68,10 +68,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeTriton]:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """Nested images and, in ``c/``, a 3 s video at 10 fps."""
-    root = tmp_path / "photos"
-    for i, rel in enumerate(["a/b/x.png", "a/y.jpg", "c/x.png"]):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(picture(5 * i)).save(root / rel)
+    root = make_nested_images(tmp_path / "photos")
     make_video(root / "c" / "clip.avi")
     return root
 
