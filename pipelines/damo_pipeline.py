@@ -110,6 +110,7 @@ def damo_pipeline(
     nas_generations: int = 6,
     export_format: str = "openvino",
     export_dynamic_batch: bool = False,
+    export_precision: str = "fp32",
     bench_runs: int = 30,
     map_floor: float = 0.3,
     latency_budget_ms: float = 1000.0,
@@ -159,7 +160,8 @@ def damo_pipeline(
         scores[size] = scored = _cpu_step(evaluate(data=dataset, run_id=RUN_ID,
                                                    model=trained[size].outputs["model"]))
         scored.set_display_name(f"evaluate {size}")
-        exported = _cpu_step(export(model=trained[size].outputs["model"], fmt=export_format,
+        exported = _cpu_step(export(model=trained[size].outputs["model"], data=dataset,
+                                    fmt=export_format, precision=export_precision,
                                     dynamic_batch=export_dynamic_batch, **mlflow))
         exported.set_display_name(f"export {size}")
         timings[size] = timed = _cpu_step(benchmark(exported=exported.outputs["exported"],

@@ -57,6 +57,7 @@ def validate_params(params: dict[str, Any], source: str = "parameters",
 
 def _check_values(params: dict[str, Any], source: str) -> None:
     """Run each value through the code that will consume it in the run."""
+    from damo_core.bench.precision import CHOICES as PRECISION_CHOICES
     from damo_core.cluster.placement import TrainPlacement
     from damo_core.export.formats import FORMATS
     from damo_core.models import list_models
@@ -87,6 +88,12 @@ def _check_values(params: dict[str, Any], source: str) -> None:
         raise fail("triton_variant", not_one_of(merged["triton_variant"], VARIANTS))
     if merged["export_format"] not in FORMATS:
         raise fail("export_format", not_one_of(merged["export_format"], sorted(FORMATS)))
+    if merged["export_precision"] not in PRECISION_CHOICES:
+        raise fail("export_precision", not_one_of(merged["export_precision"],
+                                                  list(PRECISION_CHOICES)))
+    if merged["export_precision"] in ("bf16", "auto") and merged["export_format"] != "openvino":
+        raise fail("export_precision", "bf16 and auto are OpenVINO CPU precisions; set "
+                   "export_format=openvino")
     for key in ("model_l", "model_m", "model_s", "model_t"):
         name = merged[key]
         if name not in list_models() and Path(name).suffix not in (".yaml", ".yml"):

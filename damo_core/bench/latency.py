@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from damo_core.atomic import atomic_write_text
+from damo_core.bench.precision import cpu_features
 from damo_core.errors import UserInputError
 from damo_core.export import onnx as onnx_format
 from damo_core.export import openvino as openvino_format
@@ -84,20 +85,19 @@ def benchmark(runner: Runner, input: Any, *, warmup: int = 10, runs: int = 50) -
         start = time.perf_counter()
         runner(input)
         times.append((time.perf_counter() - start) * 1e3)
-    return LatencyStats.from_times(times, batch=int(input.shape[0]), warmup=warmup)
+    # a tensor's batch is its first dimension; a list of files (a whole-path contender) its length
+    batch = int(input.shape[0]) if hasattr(input, "shape") else len(input)
+    return LatencyStats.from_times(times, batch=batch, warmup=warmup)
 
 
 def host_info() -> dict[str, str]:
-    """What the numbers depend on: CPU, core count and library versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": str(os.cpu_count()), "python": platform.python_version()}
+    """What the numbers depend on: CPU (and whether it has BF16/INT8 dot products), core
+    count and library versions."""
+    features = cpu_features()
+    cpu = features.model if features.model != "unknown CPU" else (
+        platform.processor() or platform.machine())
+    info = {"cpu": cpu, **features.summary(), "cpu_count": str(os.cpu_count()),
+            "python": platform.python_version()}
     for package in ("torch", "onnxruntime", "openvino", "tensorrt"):
         try:
             info[package] = metadata.version(package)
@@ -152,12 +152,19 @@ class TorchRunner:
             return self.module(torch.as_tensor(images))
 
 
-def make_runner(fmt: str, path: Path, *, threads: int | None, batch: int) -> Runner:
-    """The runtime that times an exported file of format ``fmt``."""
+def make_runner(fmt: str, path: Path, *, threads: int | None, batch: int | None,
+                precision: str | None = None) -> Runner:
+    """The runtime that times an exported file of format ``fmt``, at ``precision`` (default:
+    the file's own); ``bf16`` is the OpenVINO CPU plugin's inference hint, so only OpenVINO
+    takes it."""
+    if precision == "bf16" and fmt != "openvino":
+        raise UserInputError(f"bf16 inference is an OpenVINO CPU hint; {fmt} runs the "
+                             "exported precision")
     if fmt == "onnx":
         return onnx_format.load_runner(path, threads=threads)
     if fmt == "openvino":
-        return openvino_format.load_runner(path, threads=threads, batch=batch)
+        return openvino_format.load_runner(path, threads=threads, batch=batch,
+                                           precision=precision)
     if fmt == "tensorrt":
         return tensorrt_format.load_runner(path)
     raise UserInputError(f"no runner for format {fmt!r}; expected one of {sorted(RUNTIMES)}")
@@ -172,13 +179,15 @@ def random_images(image_size: int, batch: int = 1, scale: float = 1.0) -> np.nda
 
 def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
                   warmup: int = 10, runs: int = 50, threads: int | None = None,
-                  half: bool = False, int8: bool = False, data: str | Path | None = None,
-                  calib_count: int = 300, work_dir: str | Path | None = None) -> BenchResult:
+                  half: bool = False, int8: bool = False, bf16: bool = False,
+                  data: str | Path | None = None, calib_count: int = 300,
+                  work_dir: str | Path | None = None) -> BenchResult:
     """Export ``model`` as ``fmt`` (``"pytorch"``: no export), time it, return the result.
 
     ``threads`` pins the intra-op thread count of every runtime alike; side-by-side rows
     are only comparable at equal thread counts. Exports go to ``work_dir`` (a temporary
-    directory when ``None``).
+    directory when ``None``). ``bf16`` exports FP32 and runs it with OpenVINO's bf16 hint
+    (refused on a CPU without native BF16, :mod:`damo_core.bench.precision`).
     """
     if fmt not in RUNTIMES:
         raise UserInputError(f"unknown benchmark format {fmt!r}; expected one of "
@@ -186,10 +195,12 @@ def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
     if batch <= 0:
         raise UserInputError(f"batch must be positive, got {batch}")
     images = random_images(image_size, batch)
-    precision = "int8" if int8 else "fp16" if half else "fp32"
+    precision = "int8" if int8 else "fp16" if half else "bf16" if bf16 else "fp32"
+    if sum((half, int8, bf16)) > 1:
+        raise UserInputError("choose one precision: half, int8 or bf16")
     if fmt == BASELINE:
-        if half or int8:
-            raise UserInputError("the pytorch baseline runs FP32 on CPU; drop half/int8")
+        if half or int8 or bf16:
+            raise UserInputError("the pytorch baseline runs FP32 on CPU; drop half/int8/bf16")
         stats = _time_torch(TorchRunner(model), images, threads, warmup, runs)
     else:
         with tempfile.TemporaryDirectory(prefix="damo-bench-") as tmp:
@@ -197,7 +208,8 @@ def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
             path = export_model(model, fmt, work_dir or tmp, image_size=image_size, half=half,
                                 int8=int8, data=data if int8 else None,
                                 calib_count=calib_count if int8 else None)
-            runner = make_runner(fmt, path, threads=threads, batch=batch)
+            runner = make_runner(fmt, path, threads=threads, batch=batch,
+                                 precision="bf16" if bf16 else "int8" if int8 else "fp32")
             feed = torch.from_numpy(images).cuda() if fmt == "tensorrt" else images
             stats = benchmark(runner, feed, warmup=warmup, runs=runs)
     return BenchResult(model=model.name, format=fmt, precision=precision,
@@ -205,7 +217,7 @@ def run_benchmark(model: Detector, fmt: str, *, image_size: int, batch: int = 1,
                        runtime=RUNTIMES[fmt])
 
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -222,7 +234,7 @@ def run_benchmarks(model: Detector, targets: list[str], **kwargs: Any) -> list[B
     """:func:`run_benchmark` for each ``FORMAT[:PRECISION]`` target, in order, one run."""
     parsed = [parse_target(t) for t in targets]  # fail on a typo before any export
     return [run_benchmark(model, fmt, half=precision == "fp16", int8=precision == "int8",
-                          **kwargs) for fmt, precision in parsed]
+                          bf16=precision == "bf16", **kwargs) for fmt, precision in parsed]
 
 
 def _time_torch(runner: TorchRunner, images: np.ndarray, threads: int | None, warmup: int,

@@ -38,6 +38,7 @@ def distill(
     gpus_per_node: opt.GpusPerNode = 1,
     mlflow: opt.Mlflow = None,
     mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
+    precision: opt.TrainPrecision = None,
     overrides: Annotated[list[str] | None, typer.Argument(
         help="key=value training settings and distill.key=value distillation settings, e.g. "
              "no_aug_epochs=2 distill.tau=2")] = None,
@@ -47,7 +48,8 @@ def distill(
     from damo_core.steps.distill import run
 
     settings, distill_settings = opt.split_distill_settings(
-        opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size))
+        opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size,
+                              cpu_precision=precision))
     meta = run(data, out, model=model, teacher=teacher, settings=settings,
                distill_settings=distill_settings, preset=preset, weights=weights,
                resume=resume, run_id=run_id, placement=Placement(nodes, gpus_per_node),
@@ -79,6 +81,7 @@ def distill_chain(
     run_id: opt.TrainRunId = None,
     mlflow: opt.Mlflow = None,
     mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
+    precision: opt.TrainPrecision = None,
     overrides: Annotated[list[str] | None, typer.Argument(
         help="key=value training settings and distill.key=value distillation settings")] = None,
 ) -> None:
@@ -94,7 +97,8 @@ def distill_chain(
     from damo_core.train.distill import DistillConfig
 
     settings, distill_settings = opt.split_distill_settings(
-        opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size))
+        opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size,
+                              cpu_precision=precision))
     teacher_settings = {**settings, **({"epochs": teacher_epochs} if teacher_epochs else {})}
     config = preset_path(preset)
     chain = [m.strip() for m in models.split(",") if m.strip()] if models else PAPER_CHAIN

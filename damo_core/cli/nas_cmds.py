@@ -13,7 +13,7 @@ from damo_core.cli.errors import exit_on_user_error
 
 Block = Annotated[str | None, typer.Option(
     "--block", help="Search space: res | csp | mob. [default: the model's backbone's]")]
-DEFAULT_LUT = Path("runs/nas/lut_cpu.json")
+DEFAULT_LUT = Path("runs/nas/lut_cpu.json")  # the fp32 table (latency_lut.default_lut_path)
 
 
 @exit_on_user_error
@@ -60,14 +60,20 @@ def nas_lut(
     device: Annotated[str, typer.Option("--device", help="cpu")] = "cpu",
     block: Annotated[str, typer.Option("--block", help="res | csp | mob")] = "res",
     model: Annotated[str | None, typer.Option(
-        "--model", help="Model whose options the ops take. [default: damoyolo_t for res, "
+        "--model", help="Model whose options the ops take. \\[default: damoyolo_t for res, "
         "damoyolo_m for csp, damoyolo_ns for mob]")] = None,
     img_size: opt.ImgSize = None,
     threads: Annotated[int, typer.Option(help="Torch threads while timing.")] = 1,
     runs: Annotated[int, typer.Option(help="Repeats per op (the minimum is kept).")] = 5,
-    out: Annotated[Path, typer.Option("--out", help="Table JSON to write.")] = DEFAULT_LUT,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="Arithmetic the ops are timed in, recorded in the table: fp32; "
+        "bf16 (only on a CPU with AMX or AVX-512-BF16); auto (bf16 where native, else "
+        "fp32).")] = "fp32",
+    out: Annotated[Path | None, typer.Option("--out", help=(
+        f"Table JSON to write. \\[default: {DEFAULT_LUT} for fp32, "
+        f"{DEFAULT_LUT.with_name('lut_cpu_bf16.json')} for bf16]"))] = None,
 ) -> None:
     """Time every op class of the block's search space on this device (a minute or two)."""
     from damo_core.nas.latency_lut import measure_lut
 
-    typer.echo(measure_lut(device, block, model, img_size, threads, runs, out))
+    typer.echo(measure_lut(device, block, model, img_size, threads, runs, out, precision))

@@ -26,6 +26,15 @@ OptionalData = Annotated[str | None, typer.Option(
     "[default: none]")]
 Weights = Annotated[Path, typer.Option(
     "--weights", help="Checkpoint written by `damo train` (best.pt), or its run directory.")]
+InferWeights = Annotated[Path, typer.Option(
+    "--weights", help="Checkpoint written by `damo train` (best.pt) or its run directory, or an "
+    "export: an .onnx / .xml (OpenVINO) / .engine file or the directory `damo export` wrote.")]
+InferPrecision = Annotated[str | None, typer.Option(
+    "--precision", help="fp32, bf16 or int8. A checkpoint runs fused in PyTorch at fp32; bf16 "
+    "(CPUs with AMX or AVX-512-BF16) and int8 export it to OpenVINO first (int8 calibrates on "
+    "a train split: predict's --calib, evaluate's --data). An export runs at its own "
+    "precision, or bf16 for a float one. [default: fp32, or the export's]",
+    show_default=False)]
 OptionalWeights = Annotated[Path | None, typer.Option(
     "--weights", help="Checkpoint written by `damo train` (best.pt) or its run directory; "
     "with --model, reference .pth weights. [default: none]")]
@@ -64,6 +73,27 @@ Nodes = Annotated[int, typer.Option(
     "--nodes", help="1 trains here; N > 1 runs a PyTorchJob of N pods (in a cluster).")]
 GpusPerNode = Annotated[int, typer.Option(
     "--gpus-per-node", help="Ranks per node (torchrun when > 1).")]
+# The values of the training setting cpu_precision (damo_core.train.config.TrainConfig); kept
+# here so that parsing the command line does not import torch.
+TRAIN_PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def _train_precision(value: str | None) -> str | None:
+    """``--precision`` lower-cased, or a usage error naming the value and the choices."""
+    if value is None:
+        return None
+    norm = value.strip().lower()
+    if norm not in TRAIN_PRECISIONS:
+        raise typer.BadParameter(f"{value!r} is not a training precision; expected one of "
+                                 f"{list(TRAIN_PRECISIONS)}")
+    return norm
+
+
+TrainPrecision = Annotated[str | None, typer.Option(
+    "--precision", callback=_train_precision, help="Arithmetic of the training forward on "
+    "CPU (the setting cpu_precision): fp32; bf16 (autocast; native on AMX or AVX-512-BF16 "
+    "CPUs, emulated and slower elsewhere); auto (bf16 where native, else fp32). Parameters "
+    "stay fp32; CUDA keeps the amp setting (fp16). \\[default: the preset's, else fp32]")]
 Overrides = Annotated[list[str] | None, typer.Argument(
     help="key=value training settings, e.g. lr_per_image=0.0002 augment.mosaic_prob=0 "
     "imgsz=320")]

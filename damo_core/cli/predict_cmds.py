@@ -1,5 +1,6 @@
-"""``damo predict``: a trained checkpoint on image files, folders, glob patterns and videos, or
-on a dataset split; annotated copies written beside a detections file."""
+"""``damo predict``: a trained checkpoint (fused) or an export on image files, folders, glob
+patterns and videos, or on a dataset split; annotated copies written beside a detections
+file."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 @exit_on_user_error
 def predict(
-    weights: opt.Weights,
+    weights: opt.InferWeights,
     sources: Annotated[list[str] | None, typer.Argument(
         help="Image files, directories (searched recursively), glob patterns (quote them: "
              "'shots/**/*.jpg') and video files (.mp4, .avi, .mov, .mkv, .webm...); or --data.",
@@ -40,25 +41,33 @@ def predict(
     conf: Annotated[float | None, typer.Option(
         help="Score threshold. Default: the best-F1 confidence the checkpoint's training "
              "measured on its val split, else 0.3.")] = None,
+    precision: opt.InferPrecision = None,
+    calib: Annotated[str | None, typer.Option(
+        help="Dataset (as for training) whose train images calibrate --precision int8 from a "
+             "checkpoint. [default: --data]", show_default=False)] = None,
 ) -> None:
     """Detect objects in images, folders, glob patterns and videos, or in a dataset split with
     --data; save copies with the boxes drawn and the detections as JSON lines."""
     _check_predict_args(conf, sources, data, limit)
+    from damo_core.bench.precision import check_precision
     from damo_core.eval.curves import checkpoint_threshold
+    from damo_core.eval.engine import is_export, open_inference_model
     from damo_core.steps._common import weights_file
-    from damo_core.train import load_trained
 
-    checkpoint = weights_file(weights)
+    if precision is not None:
+        check_precision(precision, field="--precision")
+    if not is_export(weights):
+        weights_file(weights)  # a missing checkpoint is the first thing said
     # every source, video and output name checked before the model is loaded
     media = _plan_media(sources or [], out) if data is None else None
-    model, meta = load_trained(checkpoint)
-    threshold = checkpoint_threshold(meta) if conf is None else conf
-    if media is None:
-        _predict_data(model, meta, data, split, limit, out, threshold)
-    else:
-        _predict_media(model, meta, media, threshold)
+    with open_inference_model(weights, precision=precision, data=calib or data) as (model, meta):
+        threshold = checkpoint_threshold(meta) if conf is None else conf
+        if media is None:
+            _predict_data(model, meta, data, split, limit, out, threshold)
+        else:
+            _predict_media(model, meta, media, threshold)
     if conf is None:  # after the work, so a bad input's error stays the first line
-        typer.echo(f"score threshold {threshold:.2f}, the checkpoint's default (--conf to "
+        typer.echo(f"score threshold {threshold:.2f}, the model's default (--conf to "
                    "change)", err=True)
 
 

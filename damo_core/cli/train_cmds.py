@@ -33,13 +33,15 @@ def train(
     gpus_per_node: opt.GpusPerNode = 1,
     mlflow: opt.Mlflow = None,
     mlflow_experiment: opt.MlflowExperiment = opt.DEFAULT_EXPERIMENT,
+    precision: opt.TrainPrecision = None,
     overrides: opt.Overrides = None,
 ) -> None:
     """Train a detector; writes last.pt, best.pt, results.csv/png, metrics.json into OUT."""
     from damo_core.steps._training import Placement
     from damo_core.steps.train import run
 
-    settings = opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size)
+    settings = opt.settings_from_cli(overrides, epochs=epochs, batch=batch, img_size=img_size,
+                                     cpu_precision=precision)
     meta = run(data, out, model=model, settings=settings, preset=preset, weights=weights,
                resume=resume, backbone=backbone, run_id=run_id,
                placement=Placement(nodes, gpus_per_node), progress=True,
@@ -48,14 +50,16 @@ def train(
 
 
 def summary(meta: dict[str, Any], out: Path) -> str:
-    """One JSON line a script can parse: the best checkpoint's AP and where it is."""
+    """One JSON line a script can parse: the best checkpoint's AP, the precision it trained
+    in and where it is."""
     return json.dumps({"model": meta["model_name"], "AP": meta["AP"], "AP50": meta["AP50"],
-                       "epochs": meta["epochs"], "best": str(out / "best.pt")})
+                       "epochs": meta["epochs"], "precision": meta.get("train_precision"),
+                       "best": str(out / "best.pt")})
 
 
 @exit_on_user_error
 def evaluate(
-    weights: opt.Weights,
+    weights: opt.InferWeights,
     data: opt.Data,
     split: Annotated[str, typer.Option(help="train or val")] = "val",
     img_size: opt.ImgSize = None,
@@ -65,14 +69,15 @@ def evaluate(
         help="Write the confusion matrix (JSON, PNG) and the precision-recall and "
         "F1-confidence plots into this directory. [default: none]")] = None,
     run_id: opt.RunId = None,
+    precision: opt.InferPrecision = None,
 ) -> None:
     """COCO AP, AP50, AP75, APs/m/l, the best-F1 confidence threshold and per-class AP of a
-    trained checkpoint: the per-class table (Markdown) on stderr, the metrics as JSON on
-    stdout, so scripts can still parse stdout."""
+    trained checkpoint (run fused) or an export: the per-class table (Markdown) on stderr,
+    the metrics as JSON on stdout, so scripts can still parse stdout."""
     check_img_size(img_size)
     from damo_core.steps.evaluate import run
 
     metrics = run(weights, data, split=split, img_size=img_size, out_json=out, out_dir=plots,
-                  run_id=run_id, progress=True)
+                  run_id=run_id, progress=True, precision=precision)
     typer.echo(metrics.pop("per_class_table"), err=True)
     typer.echo(json.dumps(metrics, indent=2))

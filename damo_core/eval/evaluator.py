@@ -327,7 +327,8 @@ def _load_prepared(
 
 def _check_num_classes(model: nn.Module, dataset: EvalData) -> None:
     """Fail before a long run rather than with an index error while writing results."""
-    head_classes = getattr(getattr(model, "head", None), "num_classes", None)
+    head_classes = getattr(getattr(model, "head", None), "num_classes",
+                           getattr(model, "num_classes", None))  # an ExportedDetector: no head
     if head_classes is not None and head_classes != dataset.num_classes:
         raise UserInputError(
             f"model predicts {head_classes} classes but {dataset.ann_file} has "

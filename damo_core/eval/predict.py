@@ -38,6 +38,7 @@ from damo_core.data.fit import FitMode, model_fit
 from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.errors import UserInputError
 from damo_core.eval.draw import class_colour, draw_boxes, draw_detections
+from damo_core.eval.engine import dense_outputs
 from damo_core.eval.postprocess import Detections, nms_defaults, postprocess
 from damo_core.eval.preprocess import PreparedImage, load_image, prepare_image
 from damo_core.eval.sources import annotated_paths, free_path
@@ -117,7 +118,7 @@ def detect_prepared(
     if not batch:
         return []
     images = torch.stack([p.tensor for p in batch]).to(device)
-    scores, boxes = model.head.decode(model(images))
+    scores, boxes = dense_outputs(model, images)
     per_image = postprocess(
         scores.float(),
         boxes.float(),

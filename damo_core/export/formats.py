@@ -46,13 +46,14 @@ _COMMON = frozenset({"end2end", "dynamic_batch", "class_names", "max_detections"
 OPTIONS: dict[str, frozenset[str]] = {
     "onnx": _COMMON | {"half", "opset", "simplify", "device", "score_threshold",
                        "iou_threshold"},
-    "openvino": _COMMON | {"half", "int8", "data", "calib_count", "calib_split"},
+    "openvino": _COMMON | {"half", "int8", "bf16", "data", "calib_count", "calib_split"},
     "tensorrt": _COMMON | {"half", "int8", "data", "calib_count", "calib_split", "max_batch",
                            "workspace_gb"},
 }
 _HINTS = {
     "int8": "INT8 is available for openvino and tensorrt",
     "half": "FP16 is available for onnx (with device='cuda'), openvino and tensorrt",
+    "bf16": "BF16 is an OpenVINO CPU precision: export openvino",
 }
 
 
@@ -68,8 +69,8 @@ def check_request(fmt: str, opts: dict[str, Any]) -> ExportFormat:
             extra = f" ({_HINTS[key]})" if key in _HINTS else ""
             raise UserInputError(f"format {fmt!r} does not support option {key!r}{extra}; "
                                  f"supported: {sorted(OPTIONS[fmt])}")
-    if opts.get("half") and opts.get("int8"):
-        raise UserInputError("half and int8 are exclusive: pick FP16 or INT8")
+    if sum(bool(opts.get(k)) for k in ("half", "int8", "bf16")) > 1:
+        raise UserInputError("half, int8 and bf16 are exclusive: pick one precision")
     if opts.get("int8") and not opts.get("data"):
         raise UserInputError(f"{fmt} INT8 needs calibration images: pass data=<dataset.yaml>")
     if fmt == "onnx" and opts.get("half") and not str(opts.get("device", "cpu")).startswith(

@@ -43,6 +43,7 @@ def export(
     image_size: int,
     half: bool = False,
     int8: bool = False,
+    bf16: bool = False,
     data: str | Path | None = None,
     calib_count: int = 300,
     calib_split: str = "train",
@@ -51,7 +52,10 @@ def export(
     class_names: list[str] | None = None,
     max_detections: int = 100,
 ) -> Path:
-    """Write ``<out_dir>/<model>_<size>_<fp32|fp16|int8>[_e2e].xml`` (+ ``.bin``).
+    """Write ``<out_dir>/<model>_<size>_<fp32|fp16|bf16|int8>[_e2e].xml`` (+ ``.bin``).
+
+    ``bf16`` writes FP32 weights and records ``precision: bf16`` in the IR, so every runner
+    of this file (benchmark, predict, evaluate, Triton) asks the CPU plugin for BF16 math.
 
     The pair is published so that a reader opening ``<stem>.xml`` never sees the new weights
     under an old graph, even if the export is killed between steps: see :func:`publish_pair`.
@@ -60,13 +64,14 @@ def export(
     ``int8`` needs ``data`` (any dataset training accepts) and the ``nncf`` package.
     """
     check_image_size(image_size)
-    if half and int8:
-        raise UserInputError("choose one of half (FP16 IR) or int8 (INT8 IR), not both")
+    if half + int8 + bf16 > 1:
+        raise UserInputError("choose one of half (FP16 IR), int8 (INT8 IR) or bf16 (FP32 IR "
+                             "run in BF16), not several")
     if int8 and data is None:
         raise UserInputError("OpenVINO INT8 needs calibration images: pass data=<dataset.yaml>")
     ov = require("openvino", "openvino", "OpenVINO export")
     nncf = require("nncf", "nncf", "OpenVINO INT8 quantisation") if int8 else None
-    precision = "int8" if int8 else "fp16" if half else "fp32"
+    precision = "int8" if int8 else "fp16" if half else "bf16" if bf16 else "fp32"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with scratch_dir(out_dir, SCRATCH_PREFIX) as tmp:
@@ -128,7 +133,10 @@ def quantize(nncf: Any, ov_model: Any, images: list[np.ndarray]) -> Any:
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``model_info`` rt_info an exported IR carries (same keys as the ONNX metadata)."""
     ov = require("openvino", "openvino", "reading OpenVINO metadata")
-    model = ov.Core().read_model(str(path))
+    return _rt_info(ov.Core().read_model(str(path)))
+
+
+def _rt_info(model: Any) -> dict[str, str]:
     if not model.has_rt_info([RT_INFO_SECTION]):
         return {}
     section = model.get_rt_info([RT_INFO_SECTION])
@@ -138,25 +146,39 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 class OpenVINORunner:
     """Synchronous OpenVINO inference with the ``LATENCY`` hint, as the paper measures.
 
-    ``precision_hint="f32"`` stops the CPU plugin from silently running bf16/fp16 on CPUs that
-    have it, so an "FP32" row means FP32 arithmetic. A dynamic-batch IR is reshaped to
-    ``batch`` before compiling because static shapes compile to faster kernels.
+    ``precision`` is the arithmetic asked of the CPU plugin (:mod:`damo_core.bench.precision`),
+    by default the one the export recorded in the file (so Triton's Python backend, which only
+    gets the file, runs a BF16 export in BF16). ``fp32`` pins ``INFERENCE_PRECISION_HINT`` to
+    f32, which stops the plugin from silently running bf16 on CPUs that have it, so an "FP32"
+    row means FP32 arithmetic; ``bf16`` asks for bf16 and is refused on a CPU without native
+    BF16; ``int8`` is for quantised IRs, whose remaining float layers then run in f32. A
+    dynamic-batch IR is reshaped to ``batch`` before compiling because static shapes compile
+    to faster kernels.
     """
 
     def __init__(self, path: str | Path, *, threads: int | None = None, batch: int | None = None,
-                 device: str = "CPU", precision_hint: str | None = "f32") -> None:
+                 device: str = "CPU", precision: str | None = None) -> None:
+        from damo_core.bench.precision import OV_HINT, RUNS_AS, require_supported
+
         ov = require("openvino", "openvino", "OpenVINO inference")
         core = ov.Core()
         model = core.read_model(str(path))
+        if precision is None:  # the file's own: what its export recorded
+            precision = RUNS_AS.get(_rt_info(model).get("precision", "fp32"), "fp32")
+        if device == "CPU":
+            precision = require_supported(precision)
+        self.precision = precision
         if batch is not None and model.input(0).get_partial_shape().is_dynamic:
             shape = model.input(0).get_partial_shape()
             model.reshape({0: [batch, *(d.get_length() for d in list(shape)[1:])]})
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        if precision_hint and device == "CPU":
-            config["INFERENCE_PRECISION_HINT"] = precision_hint
+        if device == "CPU":
+            config["INFERENCE_PRECISION_HINT"] = OV_HINT[precision]
         self.compiled = core.compile_model(model, device, config)
+        if device == "CPU" and precision == "bf16":
+            _check_compiled_bf16(self.compiled, path)
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
@@ -164,6 +186,16 @@ class OpenVINORunner:
         return [np.asarray(result[out]) for out in self.compiled.outputs]
 
 
+def _check_compiled_bf16(compiled: Any, path: str | Path) -> None:
+    """The plugin's own word on the precision it compiled: a CPU without BF16 units gets f32
+    under a bf16 hint, silently, and that must not be reported as a BF16 result."""
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    got = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint).lower()
+    if got != "bf16":
+        raise UserInputError(f"{path}: asked OpenVINO for bf16 and it compiled {got} (this "
+                             "CPU has no BF16 units); run fp32 or int8")
+
+
 def load_runner(path: str | Path, *, threads: int | None = None,
-                batch: int | None = None) -> OpenVINORunner:
-    return OpenVINORunner(path, threads=threads, batch=batch)
+                batch: int | None = None, precision: str | None = None) -> OpenVINORunner:
+    return OpenVINORunner(path, threads=threads, batch=batch, precision=precision)

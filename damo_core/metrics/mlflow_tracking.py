@@ -368,6 +368,8 @@ def checkpoint_params(weights: str | Path) -> dict[str, Any]:
     ckpt = read_checkpoint(weights)
     params: dict[str, Any] = {"model": ckpt["model_name"], "image_size": ckpt["image_size"],
                               "num_classes": ckpt["num_classes"], **ckpt["train_config"]}
+    if "train_precision" in ckpt:  # checkpoints from before it was recorded lack it
+        params["train_precision"] = ckpt["train_precision"]
     if ckpt.get("distill"):
         params.update(teacher=ckpt["distill"]["teacher"], distill=ckpt["distill"]["config"])
     return params

@@ -12,6 +12,15 @@ Times are the minimum over repeats. With one thread (the default) they are the C
 computing thread, not wall time: on a machine shared with other jobs, wall time mostly measures
 the neighbours (a 1 s forward is always preempted), while thread CPU time is what the op costs
 on an idle core. With more threads, wall time is the only honest clock.
+
+A table is measured at one precision, recorded in the file: ``fp32``, or ``bf16`` on a CPU
+with native BF16 (AMX, AVX-512-BF16). BF16 units multiply the matrix throughput of convs,
+some shapes more than others, while the memory-bound parameter-free ops gain at most the halved
+traffic, so the ranking of blocks can change between the two (issue #22). A BF16 table times
+ops whose weights and inputs are bf16 tensors (what a BF16 deployment holds), not fp32 ops
+under autocast, which would leave the parameter-free ops in fp32 and recast every weight per
+call.
+A table is only used at the precision it was measured at (:meth:`LatencyTable.require`).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch
 from torch import nn
 
 from damo_core.atomic import atomic_write_text
+from damo_core.bench.precision import cpu_features, require_supported
 from damo_core.errors import UserInputError
 from damo_core.models.backbones.structure import StageSpec
 from damo_core.nas.ops import ConvOp, EltOp, Op, backbone_ops
@@ -40,6 +50,9 @@ LUT_VERSION = 1
 CHANNEL_LADDER = (8, 16, 32, 64, 128, 256, 512, 768)
 NUMEL_LADDER = (2**12, 2**15, 2**18, 2**21, 2**23)
 MAX_MACS = 4e9  # larger convs are extrapolated: timing them is slow and adds nothing
+# Precisions a table can be measured at, and the dtype of the timed ops' tensors. INT8 is a
+# property of a quantised graph, not of eager ops, so it has no table.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class LatencyTableError(UserInputError):
@@ -61,12 +74,24 @@ def elt_key(op: EltOp) -> str:
 
 @dataclass
 class LatencyTable:
-    """Measured points per op class: ``{key: [[size, ms], ...]}`` sorted by size."""
+    """Measured points per op class: ``{key: [[size, ms], ...]}`` sorted by size, timed at
+    ``precision`` (``fp32`` or ``bf16``)."""
 
     device: str
     threads: int
     points: dict[str, list[list[float]]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+
+    def require(self, precision: str) -> LatencyTable:
+        """This table if it was measured at ``precision``; else an error, since a table of
+        another precision ranks blocks by costs the deployment does not pay."""
+        if self.precision != precision:
+            raise LatencyTableError(
+                f"latency table ({self.meta.get('path', 'in memory')}) was measured at "
+                f"{self.precision}, but {precision} latencies are wanted; measure one with "
+                f"`damo nas-lut --precision {precision}`")
+        return self
 
     def predict_ms(self, ops: Iterable[Op]) -> float:
         """Sum of the ops' table times, times the whole-backbone calibration ``scale``."""
@@ -87,11 +112,13 @@ class LatencyTable:
 
     def to_json(self, path: str | Path) -> Path:
         data = {"version": LUT_VERSION, "device": self.device, "threads": self.threads,
-                "meta": self.meta, "points": self.points}
+                "precision": self.precision, "meta": self.meta, "points": self.points}
         return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def from_json(cls, path: str | Path) -> LatencyTable:
+    def from_json(cls, path: str | Path, precision: str = "fp32") -> LatencyTable:
+        """The table at ``path``, which must have been measured at ``precision``. A table
+        without the field predates it and was measured at fp32, the only precision then."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -105,8 +132,9 @@ class LatencyTable:
         if not isinstance(data, dict) or data.get("version") != LUT_VERSION:
             raise LatencyTableError(f"latency table {path}: field 'version' should be "
                                     f"{LUT_VERSION}, got {data.get('version')!r}")
-        return cls(data["device"], int(data["threads"]), data["points"],
-                   {**data.get("meta", {}), "path": str(path)})
+        table = cls(data["device"], int(data["threads"]), data["points"],
+                    {**data.get("meta", {}), "path": str(path)}, data.get("precision", "fp32"))
+        return table.require(precision)
 
 
 def interpolate(points: list[list[float]], size: float) -> float:
@@ -141,16 +169,17 @@ def _conv_probe(template: ConvOp, channels: int) -> ConvOp:
     return ConvOp(cin, channels, template.kernel, template.stride, template.res)
 
 
-def _conv_fn(op: ConvOp) -> Callable[[], Any]:
+def _conv_fn(op: ConvOp, dtype: torch.dtype = torch.float32) -> Callable[[], Any]:
     conv = nn.Conv2d(op.cin, op.cout, op.kernel, op.stride, (op.kernel - 1) // 2,
-                     groups=op.groups).eval()
-    x = torch.randn(1, op.cin, op.res, op.res)
+                     groups=op.groups).eval().to(dtype)
+    x = torch.randn(1, op.cin, op.res, op.res, dtype=dtype)
     return lambda: conv(x)
 
 
-def _elt_fn(kind: str, kernel: int, numel: int) -> Callable[[], Any]:
+def _elt_fn(kind: str, kernel: int, numel: int,
+            dtype: torch.dtype = torch.float32) -> Callable[[], Any]:
     side = max(1, int(math.sqrt(numel / 16)))
-    x = torch.randn(1, max(1, numel // side**2), side, side)
+    x = torch.randn(1, max(1, numel // side**2), side, side, dtype=dtype)
     if kind == "act":
         return lambda: torch.relu_(x)
     if kind == "add":
@@ -162,12 +191,30 @@ def _elt_fn(kind: str, kernel: int, numel: int) -> Callable[[], Any]:
     return lambda: pool(x)
 
 
+def lut_precision(precision: str) -> str:
+    """The precision a table is measured at for ``precision``: ``fp32``; ``bf16`` only on a
+    CPU with native BF16 (emulated BF16 would rank blocks by the emulation's costs, which no
+    deployment pays); ``auto``: bf16 where native, else fp32. INT8 is refused (no table)."""
+    norm = str(precision).strip().lower()
+    if norm == "auto":
+        return "bf16" if cpu_features().bf16 else "fp32"
+    if norm not in DTYPES:
+        why = "; INT8 is a property of a quantised graph, not of single ops" if norm == "int8" \
+            else ""
+        raise LatencyTableError(f"--precision {precision!r}: latency tables are measured at "
+                                f"one of {[*DTYPES, 'auto']}{why}")
+    return require_supported(norm)
+
+
 def measure_table(ops: Iterable[Op], *, device: str = "cpu", threads: int = 1, runs: int = 5,
-                  progress: bool = True) -> LatencyTable:
-    """Time every op class present in ``ops`` over the width / size ladders."""
+                  progress: bool = True, precision: str = "fp32") -> LatencyTable:
+    """Time every op class present in ``ops`` over the width / size ladders, at
+    ``precision`` (:func:`lut_precision`; the table records what it resolved to)."""
     if device != "cpu":
         raise LatencyTableError(f"--device {device!r}: only 'cpu' latency tables are supported "
                                 "here (a GPU table needs that GPU and TensorRT)")
+    precision = lut_precision(precision)
+    dtype = DTYPES[precision]
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
@@ -185,12 +232,12 @@ def measure_table(ops: Iterable[Op], *, device: str = "cpu", threads: int = 1, r
     for key, template in sorted(convs.items()):
         probes = [_conv_probe(template, c) for c in CHANNEL_LADDER]
         small = [p for p in probes if p.macs <= MAX_MACS] or probes[:1]
-        jobs += [(key, float(p.macs), _conv_fn(p)) for p in small]
+        jobs += [(key, float(p.macs), _conv_fn(p, dtype)) for p in small]
     for key, op in sorted(elts.items()):
         # Sizes up to one step past the largest this space produces (a 13×13 max-pool over
         # millions of elements takes seconds and is never needed).
         ladder = [n for n in NUMEL_LADDER if n < 8 * largest[key]] or list(NUMEL_LADDER[:2])
-        jobs += [(key, float(n), _elt_fn(op.kind, op.kernel, n)) for n in ladder]
+        jobs += [(key, float(n), _elt_fn(op.kind, op.kernel, n, dtype)) for n in ladder]
     # Round-robin: every op once per pass, the minimum over passes kept. A neighbour's burst
     # then inflates one sample of many ops instead of every sample of one op, and the table
     # estimates the same "least disturbed" speed the whole-backbone checks measure.
@@ -212,10 +259,12 @@ def measure_table(ops: Iterable[Op], *, device: str = "cpu", threads: int = 1, r
         points.setdefault(key, []).append([size, seconds * 1e3])
     for pts in points.values():
         pts.sort()
+    features = cpu_features()
     meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "cpu_model": features.model, "cpu_isa": features.summary()["isa"],
             "runs": runs, "clock": "thread_cpu" if threads == 1 else "wall",
             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    return LatencyTable(device, threads, points, meta)
+    return LatencyTable(device, threads, points, meta, precision)
 
 
 def build_fused_backbone(backbone_type: str, stages: list[StageSpec],
@@ -237,7 +286,8 @@ def calibrate(table: LatencyTable, backbone_type: str, space: SearchSpace, image
     rng = random.Random(seed)
     structures = [random_structure(space, rng) for _ in range(count)]
     modules = [build_fused_backbone(backbone_type, s, kwargs) for s in structures]
-    measured = measure_modules_ms(modules, image_size, threads=table.threads, rounds=rounds)
+    measured = measure_modules_ms(modules, image_size, threads=table.threads, rounds=rounds,
+                                  dtype=DTYPES[table.precision])
     ratios = [m / table.predict_ms(backbone_ops(backbone_type, s, image_size, **kwargs))
               for m, s in zip(measured, structures, strict=True)]
     table.meta["scale"] = sorted(ratios)[len(ratios) // 2]
@@ -247,14 +297,15 @@ def calibrate(table: LatencyTable, backbone_type: str, space: SearchSpace, image
 
 @torch.inference_mode()
 def measure_modules_ms(modules: list[nn.Module], image_size: int, *, threads: int = 1,
-                       rounds: int = 5) -> list[float]:
+                       rounds: int = 5, dtype: torch.dtype = torch.float32) -> list[float]:
     """Per-module minimum over ``rounds`` round-robin passes (one call each per pass): a
-    neighbour's burst then spoils one sample of each module, not all samples of one."""
+    neighbour's burst then spoils one sample of each module, not all samples of one. The
+    modules are cast to ``dtype`` (in place) and fed an input of it."""
     torch.set_num_threads(threads)
     clock = clock_for(threads)
-    x = torch.randn(1, 3, image_size, image_size)
+    x = torch.randn(1, 3, image_size, image_size, dtype=dtype)
     for module in modules:
-        module.eval()(x)  # warm-up: allocations, oneDNN kernel selection
+        module.eval().to(dtype)(x)  # warm-up: allocations, oneDNN kernel selection
     best = [math.inf] * len(modules)
     for _ in range(rounds):
         for i, module in enumerate(modules):
@@ -280,10 +331,20 @@ def space_ops(backbone_type: str, space: SearchSpace, image_size: int,
             for op in backbone_ops(backbone_type, s, image_size, **graph_kwargs)]
 
 
+def default_lut_path(precision: str) -> Path:
+    """Where ``damo nas-lut`` writes a table by default: ``runs/nas/lut_cpu.json`` for fp32
+    (what ``damo nas --lut`` reads by default), ``lut_cpu_<precision>.json`` beside it
+    otherwise, so measuring BF16 never overwrites the FP32 table."""
+    return Path("runs/nas") / ("lut_cpu.json" if precision == "fp32"
+                               else f"lut_cpu_{precision}.json")
+
+
 def measure_lut(device: str, block: str, model: str | None, image_size: int | None,
-                threads: int, runs: int, out: str | Path) -> str:
+                threads: int, runs: int, out: str | Path | None,
+                precision: str = "fp32") -> str:
     """Measure, calibrate and write the table of ``block``'s search space for ``model``
-    (default: the space's usual model) on ``device``; returns a one-line summary."""
+    (default: the space's usual model) on ``device`` at ``precision`` (:func:`lut_precision`)
+    to ``out`` (default: :func:`default_lut_path`); returns a one-line summary."""
     from damo_core.models.config import load_model_config
     from damo_core.nas.budgets import backbone_graph_kwargs
     from damo_core.nas.search import space_for
@@ -291,14 +352,15 @@ def measure_lut(device: str, block: str, model: str | None, image_size: int | No
 
     if block not in SPACES:
         raise UserInputError(f"--block {block!r}: expected one of {sorted(SPACES)}")
+    precision = lut_precision(precision)  # refused before anything is measured
     cfg = load_model_config(model or DEFAULT_MODELS[block])
     space = space_for(cfg, block)
     size = image_size or cfg.image_size
     ops = space_ops(space.backbone_type, space, size, backbone_graph_kwargs(cfg))
-    table = measure_table(ops, device=device, threads=threads, runs=runs)
+    table = measure_table(ops, device=device, threads=threads, runs=runs, precision=precision)
     scale = calibrate(table, space.backbone_type, space, size,
                       {k: v for k, v in cfg.backbone.items() if k not in ("type", "structure")})
     table.meta.update(block=block, model=cfg.name, image_size=size)
-    path = table.to_json(out)
-    return (f"{path}: {len(table.points)} op classes, "
+    path = table.to_json(out or default_lut_path(precision))
+    return (f"{path}: {table.precision} table, {len(table.points)} op classes, "
             f"{sum(map(len, table.points.values()))} points, calibration scale {scale:.3f}")

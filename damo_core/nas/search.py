@@ -133,8 +133,11 @@ class Scorer:
 
 def run_search(model: str | Path | ModelConfig, budgets: Budgets, config: SearchConfig, *,
                block: str | None = None, image_size: int | None = None,
-               latency: LatencyTable | None = None, progress: bool = True) -> SearchResult:
-    """Search ``model``'s backbone under ``budgets`` (its neck and head stay as configured)."""
+               latency: LatencyTable | None = None, precision: str = "fp32",
+               progress: bool = True) -> SearchResult:
+    """Search ``model``'s backbone under ``budgets`` (its neck and head stay as configured).
+    ``latency`` must have been measured at ``precision``, the arithmetic the searched model
+    will be deployed in: block rankings can differ between fp32 and bf16."""
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -143,6 +146,8 @@ def run_search(model: str | Path | ModelConfig, budgets: Budgets, config: Search
     if budgets.latency_ms is not None and latency is None:
         raise LatencyTableError("--budget-latency-ms needs a latency table: measure one with "
                                 "`damo nas-lut --device cpu` and pass it with --lut")
+    if latency is not None:
+        latency.require(precision)
     if not cfg.backbone.get("reparam", True):
         space = space.with_kernels((3, 5))
     pricer = CostModel(cfg, image_size, latency)

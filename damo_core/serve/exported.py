@@ -40,6 +40,7 @@ class ExportedModel:
     strides: tuple[int, ...] = DEFAULT_STRIDES
     dynamic_batch: bool = False
     fit: FitMode = LEGACY_FIT  # how inputs are fitted (as in training); older exports: legacy
+    precision: str = "fp32"  # as exported: fp32, fp16, bf16 (FP32 IR run in BF16) or int8
 
     @property
     def num_classes(self) -> int:
@@ -84,7 +85,7 @@ class ExportedModel:
                    strides=tuple(int(s) for s in _as_list(meta.get("strides", DEFAULT_STRIDES),
                                                           "strides", path)),
                    dynamic_batch=str(meta.get("dynamic_batch", "False")) == "True",
-                   fit=_fit(meta, path))
+                   fit=_fit(meta, path), precision=str(meta.get("precision", "fp32")))
 
 
 def find_model_file(exported_dir: str | Path, name: str | None = None) -> Path:

@@ -167,6 +167,10 @@ def detector_config(model: ExportedModel, names: ModelNames, options: ServingOpt
         config.update({key: value, "default_model_filename": filename,
                        "instance_group": _instances(options.instances,
                                                     options.gpu or model.fmt == "tensorrt")})
+        if model.fmt == "openvino" and model.precision == "bf16":
+            # Triton's OpenVINO backend reads this key; the Python variant needs nothing, its
+            # runner takes the precision recorded in the IR itself
+            config["parameters"] = _params({"HINT_BF16": "YES"})
     else:
         if model.fmt == "tensorrt":
             raise UserInputError(f"{model.path}: a TensorRT engine needs the native variant (the "

@@ -52,7 +52,9 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     loaded and checked before the first batch, wherever the training then runs. ``page``: write
     an HTML page of the run's TensorBoard events there (for the components' KFP UI view).
     ``mlflow_uri``: log the training to that MLflow server too (tagged with the run id and the
-    model), and add ``mlflow_run_id`` (and ``mlflow_run_url``) to the metadata."""
+    model), and add ``mlflow_run_id`` (and ``mlflow_run_url``) to the metadata. The metadata
+    names the precision the forward trained in (``train_precision``: fp32, bf16 or fp16), which
+    the ``cpu_precision`` setting may leave to ``auto``."""
     from damo_core.cluster.placement import (
         Mode,
         TrainPlacement,
@@ -83,7 +85,11 @@ def fit(data: str | Path, out: str | Path, *, model: str,
                          distill_settings=distill_settings, image=placement.image)
             if logged is not None:
                 logged.replay(out, checkpoint_params(Path(out) / WEIGHTS))
+        from damo_core.train.checkpoint_io import read_checkpoint
+
+        ran = read_checkpoint(Path(out) / WEIGHTS).get("train_precision")
         return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": cfg.epochs,
+                                     "train_precision": ran,
                                      **(logged.info() if logged else {})})
     from damo_core.train import train
     from damo_core.train.distill import distill
@@ -98,8 +104,10 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # under torchrun only rank 0 writes best.pt; the others report what they saw
         return {"model_name": Path(str(model)).stem, "rank": rank, "AP": result.best_ap,
-                "AP50": result.best_ap50, "epochs": result.epochs}
+                "AP50": result.best_ap50, "epochs": result.epochs,
+                "train_precision": result.precision}
     return _finished(out, page, {**model_metadata(Path(out) / WEIGHTS), "epochs": result.epochs,
+                                 "train_precision": result.precision,
                                  **(logged.info() if logged else {})})
 
 

@@ -19,21 +19,30 @@ def run(source: str | Path | None, *, model: str | None = None,
         formats: Sequence[str] | None = None, img_size: int | None = None, batch: int = 1,
         runs: int = 30, warmup: int = 5, threads: int | None = None,
         data: str | Path | None = None, num_classes: int | None = None,
-        out_json: str | Path | None = None, run_id: str | None = None) -> dict[str, Any]:
+        out_json: str | Path | None = None, run_id: str | None = None,
+        precision: str | None = None) -> dict[str, Any]:
     """Time ``source``: an export directory (``formats`` must then be empty) or a checkpoint
     (``best.pt`` or its directory; with ``model``, reference weights; ``model`` alone: random
     init) in each of ``formats``. Returns the report: ``rows`` plus, at the top level, the
     numbers of the export (or of the last runtime) -- what the gate reads. An export's latency
     is pushed under the run ``run_id`` (default ``$DAMO_RUN_ID``); ``out_json`` gets the
-    report (a directory, or a path without ``.json``: ``MODEL_SIZE_bBATCH.json`` in it)."""
+    report (a directory, or a path without ``.json``: ``MODEL_SIZE_bBATCH.json`` in it).
+    An export runs at the precision recorded in it, or ``precision`` (``bf16`` for a float
+    OpenVINO IR; :func:`damo_core.eval.engine.runtime_precision`)."""
     if source is not None and _is_export(Path(source)):
         if formats:
             from damo_core.errors import UserInputError
 
             raise UserInputError(f"{source} is an export; its format is fixed, drop --format "
                                  f"{list(formats)}")
-        report = _time_export(Path(source), img_size, batch, runs, warmup, threads, run_id)
+        report = _time_export(Path(source), img_size, batch, runs, warmup, threads, run_id,
+                              precision)
     else:
+        if precision is not None:
+            from damo_core.errors import UserInputError
+
+            raise UserInputError("--precision applies to an export; for a checkpoint name "
+                                 "FORMAT:PRECISION targets, e.g. --format openvino:bf16")
         report = _time_runtimes(source, model, list(formats or DEFAULT_FORMATS), img_size,
                                 batch, runs, warmup, threads, data, num_classes)
     if out_json is not None:
@@ -53,20 +62,24 @@ def _is_export(path: Path) -> bool:
 
 
 def _time_export(exported: Path, img_size: int | None, batch: int, runs: int, warmup: int,
-                 threads: int | None, run_id: str | None) -> dict[str, Any]:
+                 threads: int | None, run_id: str | None,
+                 precision: str | None) -> dict[str, Any]:
     import dataclasses
 
     from damo_core.bench.latency import benchmark, host_info, make_runner, random_images
+    from damo_core.eval.engine import export_precision
     from damo_core.serve.exported import ExportedModel
     from damo_core.steps._common import push
 
     export = ExportedModel.from_dir(exported)
-    runner = make_runner(export.fmt, export.path, threads=threads, batch=batch)
+    runs_at = export_precision(export, precision)
+    runner = make_runner(export.fmt, export.path, threads=threads, batch=batch,
+                         precision=runs_at)
     size = int(img_size or export.image_size)
     stats = dataclasses.asdict(benchmark(runner, random_images(size, batch), warmup=warmup,
                                          runs=runs))
     host = host_info()
-    row = {"model": export.model_name, "format": export.fmt, "precision": "exported",
+    row = {"model": export.model_name, "format": export.fmt, "precision": runs_at,
            "image_size": size, "threads": threads, **stats,
            "speedup_vs_baseline": None}
     push("latency", row, export.model_name, export.fmt,

@@ -22,8 +22,10 @@ _PAGE_PLOTS = (("confusion", "Confusion matrix (counts)"),
 def run(weights: str | Path, data: str | Path, *, split: str = "val",
         img_size: int | None = None, out_json: str | Path | None = None,
         out_dir: str | Path | None = None, report_md: str | Path | None = None,
-        run_id: str | None = None, progress: bool = False) -> dict[str, Any]:
-    """Evaluate ``weights`` (a ``best.pt`` or the directory holding one) on ``split`` of
+        run_id: str | None = None, progress: bool = False,
+        precision: str | None = None) -> dict[str, Any]:
+    """Evaluate ``weights`` (a ``best.pt`` or the directory holding one, run fused; or an
+    export) at ``precision`` (:func:`damo_core.eval.engine.open_inference_model`) on ``split`` of
     ``data`` (a manifest directory, a dataset.yaml or data.yaml, or a directory holding one)
     at ``img_size`` (default: the checkpoint's). ``out_json`` gets the full result (per-class
     AP, curves and confusion matrix too); ``out_dir`` the confusion matrix (JSON and PNGs) and
@@ -32,12 +34,14 @@ def run(weights: str | Path, data: str | Path, *, split: str = "val",
     are pushed under the run ``run_id`` (default ``$DAMO_RUN_ID``); returns them with the
     model's name, the best-F1 confidence threshold and the per-class table (Markdown)."""
     from damo_core.eval import best_f1_threshold, evaluate
-    from damo_core.steps._common import dataset_ref, push, weights_file
-    from damo_core.train import load_trained
+    from damo_core.eval.engine import open_inference_model
+    from damo_core.steps._common import dataset_ref, push
 
-    model, meta = load_trained(weights_file(weights))
-    result = evaluate(model, dataset_ref(data), split=split,
-                      image_size=img_size or meta["image_size"], progress=progress, workers=0)
+    ref = dataset_ref(data)
+    with open_inference_model(weights, precision=precision, data=ref) as (model, meta):
+        result = evaluate(model, ref, split=split, image_size=img_size or meta["image_size"],
+                          progress=progress, workers=0)
+        fmt = getattr(getattr(model, "export", None), "fmt", "pytorch")
     if out_json is not None:
         result.to_json(out_json)
     plots = result.write_plots(out_dir) if out_dir is not None else {}
@@ -46,8 +50,9 @@ def run(weights: str | Path, data: str | Path, *, split: str = "val",
 
         atomic_write_text(report_md, _page(result, meta["model_name"], split, plots))
     metrics = {k: float(getattr(result, k)) for k in METRICS}
-    push("eval", metrics, meta["model_name"], "pytorch", "cpu", run_id)
-    return {**metrics, "model_name": meta["model_name"], "split": split,
+    push("eval", metrics, meta["model_name"], fmt, "gpu" if fmt == "tensorrt" else "cpu", run_id)
+    return {**metrics, "model_name": meta["model_name"], "split": split, "format": fmt,
+            "precision": meta["precision"],
             "best_f1_threshold": best_f1_threshold(result),
             "per_class_table": result.per_class_table()}
 

@@ -59,6 +59,14 @@ def load_trained(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, d
     return model_from_checkpoint(read_checkpoint(path), path, use_ema=use_ema)
 
 
+def load_fused(path: str | Path, *, use_ema: bool = True) -> tuple[Detector, dict[str, Any]]:
+    """:func:`load_trained` with RepConv branches and BatchNorms folded (``Detector.fuse``):
+    the graph that is deployed, several times cheaper than the training graph and equal to it
+    up to float rounding; for prediction and evaluation, never for training on."""
+    model, meta = load_trained(path, use_ema=use_ema)
+    return model.fuse(), meta
+
+
 def read_checkpoint(path: str | Path) -> Any:
     """The object in a weights file, read safely (tensors and plain data only); a missing,
     unreadable or code-carrying file is an error naming it."""

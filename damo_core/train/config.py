@@ -54,6 +54,10 @@ class TrainConfig(Settings):
     device: str
     score_threshold: float | None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Arithmetic of the training forward on CPU (CUDA follows ``amp``): fp32; bf16 (autocast,
+    # native on AMX / AVX-512-BF16 CPUs, emulated and slower elsewhere); auto (bf16 where
+    # native, else fp32). Resolved by damo_core.train.amp.resolve_precision.
+    cpu_precision: Literal["fp32", "bf16", "auto"] = "fp32"
 
     def check(self) -> None:
         """Values the type admits but that train nonsense (batch 0 trains at learning rate 0,

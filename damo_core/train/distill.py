@@ -236,7 +236,7 @@ class DistillTrainer(Trainer):
         """Weighted CWD loss of the features captured by the last student forward."""
         assert self._feats is not None, "student forward did not pass through the neck"
         student, self._feats = self._feats, None
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=self._amp):
+        with torch.no_grad(), self.precision.autocast():  # as the student's forward
             teacher = self.teacher.features(images)
         levels = self.dcfg.levels
         weight = distill_weight(self.step, self.distill_steps, self.dcfg.weight_start,

@@ -35,6 +35,7 @@ from damo_core.metrics import MetricLabels, push_train_epoch, run_id
 from damo_core.models import Detector, build_model
 from damo_core.models.checkpoint import CheckpointError, load_checkpoint
 from damo_core.models.checkpoint_format import FORMAT, FORMAT_KEY
+from damo_core.train.amp import TrainPrecision, resolve_precision
 from damo_core.train.checkpoint_io import atomic_save, model_meta, read_checkpoint
 from damo_core.train.config import TrainConfig, load_train_config
 from damo_core.train.distributed import (
@@ -63,6 +64,7 @@ class TrainResult:
     best_ap50: float
     epochs: int
     final: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"  # what the forward ran in: fp32, bf16 (CPU) or fp16 (CUDA amp)
 
 
 # What resuming reads from last.pt beyond the weights.
@@ -113,14 +115,12 @@ class Trainer:
         self.base_lr = cfg.lr_per_image * cfg.batch
         self.optimizer = build_optimizer(self.trainable(), lr=self.base_lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, name=cfg.optimizer)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
+        self.precision: TrainPrecision = resolve_precision(
+            self.device, amp=cfg.amp, cpu_precision=cfg.cpu_precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.scaled)
         self.start_epoch, self.step, self.best_ap, self.best_ap50 = 0, 0, -1.0, -1.0
         # TensorBoard events from rank 0 only (the other ranks' tracker does nothing)
         self.tracker = RunTracker(self.out_dir, self.class_names, enabled=self.env.is_main)
-
-    @property
-    def _amp(self) -> bool:
-        return self.cfg.amp and self.device.type == "cuda"
 
     @property
     def last_path(self) -> Path:
@@ -191,9 +191,11 @@ class Trainer:
 
     def run_params(self) -> dict[str, Any]:
         """What this run is, for an experiment tracker's parameters (MLflow): the model's
-        name, input size and classes and every training setting; a subclass adds its own."""
+        name, input size and classes, every training setting and the precision the settings
+        resolved to; a subclass adds its own."""
         return {"model": self.model.name, "image_size": self.image_size,
-                "num_classes": len(self.class_names), **self.cfg.as_dict()}
+                "num_classes": len(self.class_names), **self.cfg.as_dict(),
+                "train_precision": self.precision.name}
 
     def run_epochs(self, stop_after_epoch: int | None) -> TrainResult:
         """The epochs of :meth:`fit` from ``start_epoch`` (set by a resume), then
@@ -242,9 +244,10 @@ class Trainer:
 
     def compute_losses(self, images: torch.Tensor,
                        targets: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Forward and the head's losses; ``loss`` is what gets optimised. Subclasses add
-        terms here (distillation)."""
-        with torch.autocast(self.device.type, enabled=self._amp):
+        """Forward (autocast to the run's precision) and the head's losses on fp32 outputs,
+        outside autocast, so the assigner and the losses never see bf16/fp16; ``loss`` is what
+        gets optimised. Subclasses add terms here (distillation)."""
+        with self.precision.autocast():
             outputs = self.net(images)
         return self.model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
                                                 reg_logits=o.reg_logits.float())
@@ -330,6 +333,8 @@ class Trainer:
                 # the default score threshold of predict (eval.curves.checkpoint_threshold)
                 **(threshold_record(result) if result.curves is not None else {})},
             "train_config": self.cfg.as_dict(),
+            # what the forward ran in; ``train_config.cpu_precision`` may say "auto"
+            "train_precision": self.precision.name,
         }
         if with_optimizer:
             ckpt["optimizer"] = self.optimizer.state_dict()
@@ -392,7 +397,7 @@ class Trainer:
             final.to_json(self.out_dir / "metrics.json")
             plot_pr_curve(final, self.out_dir / "pr_curve.png")
         return TrainResult(self.out_dir, self.last_path, self.best_path, self.best_ap,
-                           self.best_ap50, epochs_done, out)
+                           self.best_ap50, epochs_done, out, self.precision.name)
 
     def _write_csv_header(self) -> None:
         atomic_write_bytes(self.out_dir / "results.csv",

@@ -1,5 +1,6 @@
 """Interleaved side-by-side timing: ratios within a round cancel the machine's drift, the
-order rotates, and a cached side environment is rebuilt unless completely installed."""
+order rotates, a stopping rule decides how many rounds run, and a cached side environment is
+rebuilt unless completely installed."""
 
 from __future__ import annotations
 
@@ -55,12 +56,45 @@ def test_ratios_cancel_drift_between_rounds(monkeypatch: pytest.MonkeyPatch) -> 
     assert firsts == ["base", "half", "triple", "base"]
 
 
+def test_until_adds_rounds_after_the_minimum_up_to_the_maximum(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = Machine()
+    monkeypatch.setattr(latency.time, "perf_counter", machine.clock)
+    contenders = [Contender("base", machine.runner("base", 0.010), FEED),
+                  Contender("other", machine.runner("other", 0.020), FEED)]
+    asked: list[int] = []
+
+    def after(rounds: int):  # type: ignore[no-untyped-def]
+        def until(timings: dict) -> bool:  # type: ignore[type-arg]
+            n = len(timings["base"].rounds)
+            assert len(timings["other"].rounds) == n  # every contender in every round
+            asked.append(n)
+            return n >= rounds
+        return until
+
+    timings = interleaved(contenders, rounds=3, max_rounds=10, runs=2, warmup=0,
+                          until=after(5))
+    assert asked == [3, 4, 5]  # not asked before the minimum, stopped when it said so
+    assert len(timings["base"].rounds) == 5
+    assert timings["other"].ratio_to(timings["base"]) == pytest.approx(2.0)
+    asked.clear()
+    capped = interleaved(contenders, rounds=3, max_rounds=4, runs=1, warmup=0,
+                         until=after(99))
+    assert asked == [3, 4] and len(capped["base"].rounds) == 4
+    doc = capped["other"].to_dict()
+    assert len(doc["rounds"]) == len(doc["rounds_p50_ms"]) == 4  # every round kept
+    assert doc["rounds"][0]["p50_ms"] == pytest.approx(20.0)
+    assert len(interleaved(contenders, rounds=2, max_rounds=9, runs=1)["base"].rounds) == 2
+
+
 def test_bad_requests() -> None:
     one = Contender("a", lambda _x: None, FEED)
     with pytest.raises(ValueError, match="unique"):
         interleaved([one, one], rounds=1, runs=1)
     with pytest.raises(ValueError, match="rounds must be positive"):
         interleaved([one], rounds=0)
+    with pytest.raises(ValueError, match="max_rounds"):
+        interleaved([one], rounds=3, max_rounds=2, until=lambda _t: True)
     short = interleaved([one], rounds=1, runs=1)["a"]
     long = interleaved([one], rounds=2, runs=1)["a"]
     with pytest.raises(ValueError, match="not timed in the same rounds"):

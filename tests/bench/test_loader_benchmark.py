@@ -4,7 +4,6 @@ No timing is asserted: the benchmark prints numbers, it does not judge the machi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,19 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "loader.py"
 
 
 def _script():  # type: ignore[no-untyped-def]
-    """The script as a module (registered first: its dataclasses look their module up)."""
-    name = "loader_benchmark"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("loader")
 
 
 def _pass(bench, case: str, round_: int, images_per_s: float):  # type: ignore[no-untyped-def]

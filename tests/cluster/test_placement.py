@@ -48,9 +48,9 @@ def train_model(data: Path, out: Path, *, model: str, settings: dict[str, Any],
 TINY = {"epochs": 1, "batch": 4, "img_size": 64, "warmup_epochs": 0, "no_aug_epochs": 0,
         "workers": 0, "precise_bn_batches": 0, "augment": {"mosaic_prob": 0.0}}
 RUN = "damo-yolo-20261129-run"
-# "epochs" is how many ran, "best_epoch" the one best.pt holds
+# "epochs" is how many ran, "best_epoch" the one best.pt holds, "train_precision" the forward's
 META_KEYS = {"model_name", "image_size", "num_classes", "class_names", "params_m", "epochs",
-             "best_epoch", "AP", "AP50"}
+             "best_epoch", "AP", "AP50", "train_precision"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,7 @@ def test_in_process_is_the_default_and_sees_the_run_id(in_process):
     assert (out / "best.pt").is_file() and (out / "results.csv").is_file()
     assert set(meta) == META_KEYS and meta["model_name"] == "damoyolo_ns"
     assert meta["epochs"] == 1 and meta["num_classes"] == 2
+    assert meta["train_precision"] == "fp32"
     assert seen == [RUN]
 
 

@@ -1,5 +1,6 @@
-"""The export step: ``export_dynamic_batch`` reaches every export task, and a dynamic-batch
-export runs any batch and lets Triton's native variant batch requests (a static one cannot)."""
+"""The export step: ``export_dynamic_batch`` and ``export_precision`` reach every export task,
+and a dynamic-batch export runs any batch and lets Triton's native variant batch requests (a
+static one cannot)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,10 @@ def test_pipeline_parameter_reaches_every_export(tmp_path: Path) -> None:
     for task in exports:
         assert task["inputs"]["parameters"]["dynamic_batch"] == {
             "componentInputParameter": "export_dynamic_batch"}
+    precision = spec["root"]["inputDefinitions"]["parameters"]["export_precision"]
+    assert precision["defaultValue"] == "fp32" and precision["parameterType"] == "STRING"
+    for task in exports:  # precision and the dataset that calibrates and scores it
+        assert task["inputs"]["parameters"]["precision"] == {
+            "componentInputParameter": "export_precision"}
+        assert task["inputs"]["artifacts"]["data"]["taskOutputArtifact"]["producerTask"] \
+            == "unify"

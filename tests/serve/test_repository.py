@@ -3,6 +3,7 @@ schema, the version layout, and the pre/postprocessing the Python models run."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def test_native_detector_config(fmt, key, value, filename, kind):
     assert [(t.name, list(t.dims)) for t in cfg.output] == [("scores", [n, 4]),
                                                             ("boxes", [n, 4])]
     assert cfg.version_policy.latest.num_versions == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
+def test_native_openvino_runs_a_bf16_export_in_bf16(precision: str) -> None:
+    model = dataclasses.replace(fake_export("openvino"), precision=precision)
+    cfg = parsed(model)[NAMES.detector]
+    hint = cfg.parameters["HINT_BF16"].string_value if "HINT_BF16" in cfg.parameters else None
+    assert hint == ("YES" if precision == "bf16" else None)
+    # the Python variant passes no hint: its runner reads the precision from the IR itself
+    assert "HINT_BF16" not in parsed(model, variant="python")[NAMES.detector].parameters
 
 
 def test_ensemble_wires_encoded_image_to_detections():
