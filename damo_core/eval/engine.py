@@ -78,15 +78,13 @@ class ExportedDetector(nn.Module):
                  threads: int | None = None) -> None:
         super().__init__()
         from damo_core.bench.latency import make_runner
-        from damo_core.serve.exported import ExportedModel, read_embedded_metadata
+        from damo_core.serve.exported import ExportedModel
 
         export = ExportedModel.from_dir(*_dir_and_name(Path(exported)))
-        embedded = _embedded(read_embedded_metadata, export.path, export.fmt)
         self.export = export
         self.precision = export_precision(export, precision)
         self.config = SimpleNamespace(name=export.model_name, image_size=export.image_size)
         self.num_classes = export.num_classes
-        self.metadata = embedded
         set_model_fit(self, export.fit)
         self._runner = make_runner(export.fmt, export.path, threads=threads,
                                    batch=None if export.dynamic_batch else 1,
@@ -113,10 +111,11 @@ class ExportedDetector(nn.Module):
                                 "image_size": self.export.image_size,
                                 "class_names": list(self.export.class_names),
                                 "fit": self.export.fit, "precision": self.precision}
-        threshold = self.metadata.get("default_score_threshold")
+        from damo_core.serve.repository import recorded_threshold
+
+        threshold = recorded_threshold(self.export)
         if threshold is not None:
-            with contextlib.suppress(ValueError):
-                meta["metrics"] = {"best_f1_threshold": float(threshold)}
+            meta["metrics"] = {"best_f1_threshold": threshold}
         return meta
 
 
@@ -125,13 +124,6 @@ def _dir_and_name(path: Path) -> tuple[Path, dict[str, str] | None]:
     if path.is_file():
         return path.parent, {"file": path.name}
     return path, None
-
-
-def _embedded(reader: Any, path: Path, fmt: str) -> dict[str, str]:
-    try:
-        return dict(reader(path, fmt))
-    except Exception:  # noqa: BLE001 - ExportedModel already accepted the file; no precision
-        return {}
 
 
 def is_export(path: str | Path) -> bool:

@@ -61,7 +61,7 @@ def run(weights: str | Path | None, out: str | Path, *, fmt: str = "onnx",
                             class_names=source.class_names,
                             device=None if device == "cpu" else device, opset=opset)
         if data is not None and precision in ("bf16", "int8") and source.class_names:
-            extra = _accuracy(path, source.model, data, size)
+            extra = _accuracy(path, precision, source.model, data, size)
     names = list(source.class_names) if source.class_names else None
     meta = {"model_name": source.model.name, "format": fmt, "file": path.name,
             "path": str(path), "image_size": size,
@@ -95,16 +95,18 @@ def _precision(precision: str | None, *, half: bool, int8: bool, fmt: str) -> st
     return precision
 
 
-def _accuracy(path: Path, model: Any, data: str | Path, size: int) -> dict[str, Any]:
-    """Val AP/AP50 of the export and of the fused FP32 model, when this CPU can run the
-    export (a BF16 one needs native BF16) and ``data`` has a val split."""
+def _accuracy(path: Path, precision: str, model: Any, data: str | Path,
+              size: int) -> dict[str, Any]:
+    """Val AP/AP50 of the export and of the fused FP32 model (``data`` needs a val split),
+    when this CPU can run the export (a BF16 one needs native BF16)."""
     from damo_core.bench.precision import cpu_features
     from damo_core.eval.evaluator import evaluate
     from damo_core.export.precision_choice import export_accuracy
     from damo_core.steps._common import dataset_ref
 
-    if path.suffix == ".xml" and "bf16" in path.stem and not cpu_features().bf16:
-        return {"accuracy_note": f"not measured: {cpu_features().model} has no native BF16"}
+    features = cpu_features()
+    if precision == "bf16" and not features.bf16:
+        return {"accuracy_note": f"not measured: {features.model} has no native BF16"}
     measured = export_accuracy(path, data)
     fp32 = evaluate(model.fuse(), dataset_ref(data), split="val", image_size=size, workers=0,
                     progress=False)
