@@ -22,6 +22,7 @@ from damo_core.data.fit import model_fit
 from damo_core.data.scratch import scratch_dir
 from damo_core.errors import UserInputError
 from damo_core.export import onnx as onnx_export
+from damo_core.export import signal_stack
 from damo_core.export.common import (
     calibration_images,
     check_image_size,
@@ -123,11 +124,13 @@ def quantize(nncf: Any, ov_model: Any, images: list[np.ndarray]) -> Any:
     ``PERFORMANCE`` (all symmetric): SiLU/ReLU outputs are nearly one-signed, so a symmetric
     range would leave half of the 256 levels unused.
     """
-    return nncf.quantize(
+    quantized = nncf.quantize(
         ov_model, nncf.Dataset(images), subset_size=len(images),
         preset=nncf.QuantizationPreset.MIXED,
         ignored_scope=nncf.IgnoredScope(types=DECODE_OP_TYPES, validate=False),
     )
+    signal_stack.pin()  # NNCF compiled on its own CPU plugins: see signal_stack
+    return quantized
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -177,6 +180,7 @@ class OpenVINORunner:
         if device == "CPU":
             config["INFERENCE_PRECISION_HINT"] = OV_HINT[precision]
         self.compiled = core.compile_model(model, device, config)
+        signal_stack.pin()  # this Core's CPU plugin mapped a signal stack: see signal_stack
         if device == "CPU" and precision == "bf16":
             _check_compiled_bf16(self.compiled, path)
         self.request = self.compiled.create_infer_request()
