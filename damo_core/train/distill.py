@@ -202,12 +202,13 @@ class DistillTrainer(Trainer):
         super().__init__(model, data, out_dir, cfg, weights=weights, progress=progress)
         self.dcfg = dcfg or DistillConfig()
         self.teacher_weights = Path(teacher_weights)
-        self.teacher = load_teacher(self.teacher_weights, self.class_names).to(self.device)
+        self.teacher = load_teacher(self.teacher_weights, self.class_names).to(
+            self.device, memory_format=self.memory_format)
         levels = self.dcfg.levels
         self.distill_loss = FeatureDistillLoss(
             pick_levels(self.model.neck.out_channels, levels, f"student ({self.model.name})"),
             pick_levels(self.teacher.neck.out_channels, levels, f"teacher ({self.teacher.name})"),
-            self.dcfg.tau).to(self.device)
+            self.dcfg.tau).to(self.device, memory_format=self.memory_format)
         self.distill_net: nn.Module = self.distill_loss
         if self.env.enabled:  # the align convs' gradients must be averaged across ranks too
             self.distill_net = nn.parallel.DistributedDataParallel(

@@ -46,6 +46,7 @@ from damo_core.train.distributed import (
     resolve_device,
 )
 from damo_core.train.ema import ModelEMA, unwrap
+from damo_core.train.layout import resolve_memory_format
 from damo_core.train.optim import build_optimizer, lr_at, set_lr
 from damo_core.train.plots import plot_results
 from damo_core.train.precise_bn import recompute_bn_stats
@@ -105,7 +106,8 @@ class Trainer:
         # The input fit trained with goes into every checkpoint (model_meta) and from there
         # to evaluation, export and serving; set before the EMA copy so both carry it.
         set_model_fit(self.model, self.dataset.fit)
-        self.model.to(self.device)
+        self.memory_format = resolve_memory_format(self.device, cfg.memory_format)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.ema = ModelEMA(self.model, cfg.ema_decay, cfg.ema_tau) if cfg.ema else None
         self.net: nn.Module = self.model
         if self.env.enabled:
@@ -238,7 +240,8 @@ class Trainer:
         return {"lr": lr, **mean_across_ranks({k: v / count for k, v in sums.items()}, self.env)}
 
     def train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> dict[str, float]:
-        losses = self.compute_losses(images.to(self.device, non_blocking=True), targets)
+        losses = self.compute_losses(images.to(self.device, non_blocking=True,
+                                               memory_format=self.memory_format), targets)
         self.optimise(losses["loss"])
         return {k: float(v.detach()) for k, v in losses.items()}
 
