@@ -94,6 +94,33 @@ def test_each_precision_runs_its_file_with_its_hint(monkeypatch: pytest.MonkeyPa
     assert ours.shape == (1, 3, 64, 64) and ours.max() > 1.0  # DAMO graphs take 0..255
 
 
+def test_a_reference_openvino_cannot_run_is_skipped_ours_is_not(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bench = _script()
+
+    def make_runner(fmt, path, *, threads, batch, precision):  # type: ignore[no-untyped-def]
+        if Path(path).name == "broken.xml":
+            raise RuntimeError("Exception from src/inference\nReshape /head/Unsqueeze failed")
+        return lambda feed: None
+
+    monkeypatch.setattr(bench, "make_runner", make_runner)
+    artefacts = bench.Artefacts(tmp_path, sizes={NS: 64}, references={NS: tmp_path / "r.onnx"},
+                                baseline_onnx=None, calib=2)
+    monkeypatch.setattr(artefacts, "_make", lambda model, side, kind: tmp_path / (
+        "broken.xml" if (side, kind) == (bench.REF, "int8") else f"{side}-{kind}.xml"))
+    entries = bench.plan([NS], ["fp32", "int8"], references={NS}, baseline=False, eager=False)
+    found = bench.contenders(entries, artefacts, threads=1)
+    assert [c.name for c in found] == [f"{NS} fp32", f"{NS} int8", f"{NS} ref fp32"]
+    assert (f"skipped: {NS} ref int8: OpenVINO could not run it (Reshape /head/Unsqueeze "
+            "failed)") in capsys.readouterr().out
+
+    artefacts = bench.Artefacts(tmp_path, sizes={NS: 64}, references={}, baseline_onnx=None,
+                                calib=2)
+    monkeypatch.setattr(artefacts, "_make", lambda model, side, kind: tmp_path / "broken.xml")
+    with pytest.raises(RuntimeError, match="Unsqueeze"):  # our own graph failing ends the run
+        bench.contenders(entries, artefacts, threads=1)
+
+
 def _timing(name: str, p50s: list[float]) -> Timing:
     return Timing(name, tuple(LatencyStats.from_times([v] * 3, batch=1, warmup=0)
                               for v in p50s))
