@@ -34,6 +34,7 @@ from damo_core.data.loader import DetectionDataset, collate
 from damo_core.data.synth import generate
 from damo_core.models import build_model, list_models
 from damo_core.train.amp import TrainPrecision
+from damo_core.train.layout import FORMATS
 from damo_core.train.optim import build_optimizer
 
 PRECISIONS = ("fp32", "bf16")
@@ -80,7 +81,7 @@ def step_throughput(name: str, variant: str, batches: list, num_classes: int,
                     warmup: int = 1) -> float:
     precision, channels_last = parse_variant(variant)
     autocast = TrainPrecision(precision, "cpu").autocast
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = FORMATS["channels_last" if channels_last else "contiguous"]
     model = build_model(name, num_classes=num_classes).train().to(memory_format=layout)
     opt = build_optimizer(model, lr=1e-3, momentum=0.9, weight_decay=5e-4)
     times = []
@@ -89,9 +90,7 @@ def step_throughput(name: str, variant: str, batches: list, num_classes: int,
         start = time.perf_counter()
         with autocast():  # the forward only, as the trainer does
             outputs = model(images)
-        loss = model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
-                                           reg_logits=o.reg_logits.float())
-                                for o in outputs], targets)["loss"]
+        loss = model.head.loss([o.float() for o in outputs], targets)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

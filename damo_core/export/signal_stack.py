@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import mmap
 import sys
 import threading
@@ -40,6 +41,7 @@ _stacks: dict[int, tuple[mmap.mmap, int, int]] = {}  # thread id -> (buffer, add
 _lock = threading.Lock()
 
 
+@functools.cache  # find_library runs ldconfig: once per process, not once per runner
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None

@@ -19,7 +19,6 @@ from torch import Tensor, nn
 from damo_core.errors import UserInputError
 from damo_core.eval.postprocess import nms_defaults
 from damo_core.models import Detector
-from damo_core.models.heads.zero_head import LevelOutput
 from damo_core.models.layers.box_ops import batched_nms
 
 RAW_OUTPUTS = ("scores", "boxes")
@@ -147,7 +146,7 @@ class ExportModel(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         outputs = self.model(images.half() if self.half else images)
         if self.half:
-            outputs = [LevelOutput(o.cls_logits.float(), o.reg_logits.float()) for o in outputs]
+            outputs = [o.float() for o in outputs]
         scores, boxes = self.model.head.decode(outputs)
         if not self.end2end:
             return scores, boxes

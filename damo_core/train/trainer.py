@@ -252,9 +252,7 @@ class Trainer:
         gets optimised. Subclasses add terms here (distillation)."""
         with self.precision.autocast():
             outputs = self.net(images)
-        return self.model.head.loss([o._replace(cls_logits=o.cls_logits.float(),
-                                                reg_logits=o.reg_logits.float())
-                                     for o in outputs], targets)
+        return self.model.head.loss([o.float() for o in outputs], targets)
 
     def optimise(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):

@@ -32,6 +32,10 @@ class LevelOutput(NamedTuple):
     cls_logits: Tensor
     reg_logits: Tensor
 
+    def float(self) -> LevelOutput:
+        """Both maps in fp32: decode, the assigner and the losses never run in bf16/fp16."""
+        return LevelOutput(self.cls_logits.float(), self.reg_logits.float())
+
 
 class Scale(nn.Module):
     """A learnable scalar per level, so levels can rescale their regression logits."""
