@@ -3,8 +3,8 @@
 Why channels-last on CPU: oneDNN's convolutions work on NHWC, so NCHW weights and batches are
 reordered around every convolution, forward and backward. Training the model and feeding the
 batches in channels-last removes those reorders: measured with ``benchmarks/train_step.py``
-(batch 8, 416 px, 2 threads) Ns trains 1.43x and T 1.26x faster on a 2-core Xeon, and Ns
-1.46x at 160 px on a 2-core AMD EPYC. CUDA keeps the default layout under ``auto``: there the
+(batch 8, 416 px, 2 threads) Ns trains 1.43x and T 1.26x faster on a 2-core Intel Xeon
+with AMX. CUDA keeps the default layout under ``auto``: there the
 gain depends on the GPU and on autocast, and nothing here measured it. The layout changes no
 value a checkpoint stores, only strides, so checkpoints load into either layout.
 """
