@@ -35,6 +35,10 @@ _ENDPOINT_VARS = ("DAMO_S3_ENDPOINT", "AWS_ENDPOINT_URL")
 _MISSING_CODES = {"NoSuchKey", "NotFound", "NoSuchObject"}
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 120.0
+# Connections kept open per host. urllib3 keeps one by default, so the blob cache's prefetch
+# threads (4) and the reader sharing a client closed and reopened connections, logging
+# "Connection pool is full, discarding connection" dozens of times per training.
+POOL_CONNECTIONS = 16
 
 
 def endpoint_from_env() -> str:
@@ -54,6 +58,7 @@ def _client(endpoint: str) -> Minio:
             "http(s)://host[:port] URL"
         )
     http = urllib3.PoolManager(
+        maxsize=POOL_CONNECTIONS,
         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
         retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
     )

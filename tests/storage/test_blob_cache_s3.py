@@ -133,6 +133,21 @@ def test_prefetch_fills_cache(s3_bucket: str, tmp_path: Path) -> None:
     assert cache.size_bytes() == 6 * 64
 
 
+def test_prefetch_threads_keep_their_connections(s3_bucket: str, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Threads sharing one S3 client each keep a pooled connection: none is discarded (urllib3
+    keeps one per host by default and logs every connection it throws away)."""
+    uris = _upload(s3_bucket, {f"q/{i}.jpg": os.urandom(4096) for i in range(32)})
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"), \
+            BlobCache(tmp_path / "c", 10_000_000, prefetch_threads=4) as cache:
+        cache.prefetch(list(uris))
+        deadline = time.monotonic() + 10
+        while not all(cache.entry_path(u).exists() for u in uris):
+            assert time.monotonic() < deadline, "prefetch did not fill the cache"
+            time.sleep(0.02)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+
+
 def test_threads_share_one_download(s3_bucket: str, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     uri, data = next(iter(_upload(s3_bucket, {"same.jpg": os.urandom(50_000)}).items()))
