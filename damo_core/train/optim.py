@@ -5,6 +5,13 @@ decay: decaying BatchNorm scales and biases only fights the normalisation), the 
 scaled linearly with the batch size from ``lr_per_image``, a linear warm-up, then cosine decay
 to ``min_lr_ratio`` of the peak, held flat for the last ``no_aug_epochs`` (the
 no-mosaic fine-tune).
+
+The update runs in PyTorch's fused kernels (one pass over all tensors of a group) rather than
+its default on CPU, a Python loop over every parameter: for DAMO-YOLO-L's 43 M training
+parameters an AdamW step took ~0.14 s as the loop and ~0.04 s fused on a 2-core AMD EPYC,
+beside a ~1 s training step at batch 8, 96 px (``benchmarks/train_step.py --variants
+fp32-loop`` compares whole steps). Both compute the same update up to float rounding
+(tests/train/test_optim.py).
 """
 
 from __future__ import annotations
@@ -30,13 +37,27 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+# devices PyTorch ships fused SGD and AdamW kernels for (float parameters)
+FUSED_DEVICES = frozenset({"cpu", "cuda"})
+
+
+def fusable(groups: list[dict]) -> bool:
+    """Whether every parameter can take the fused update: a floating tensor on a device with
+    fused kernels (a model on another accelerator keeps PyTorch's default loop)."""
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(p.device.type in FUSED_DEVICES and p.is_floating_point()
+                                for p in params)
+
+
 def build_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
-                    name: str = "sgd") -> torch.optim.Optimizer:
+                    name: str = "sgd", fused: bool | None = None) -> torch.optim.Optimizer:
+    """``fused``: None picks the fused kernels wherever :func:`fusable` allows."""
     groups = param_groups(model, weight_decay)
+    fused = fusable(groups) if fused is None else fused
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True, fused=fused)
     if name == "adamw":  # the nano recipes train with AdamW
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, fused=fused)
     raise UserInputError(f"optimizer must be 'sgd' or 'adamw', got {name!r}")
 
 
