@@ -96,6 +96,7 @@ def damo_pipeline(
     synth_classes: int = 4,
     synth_images: int = 160,
     synth_image_size: int = 256,
+    synth_object_scale: str = "coco",
     seed: int = 0,
     model_l: str = "damoyolo_l",
     model_m: str = "damoyolo_m",
@@ -126,7 +127,8 @@ def damo_pipeline(
 ) -> None:
     data = _cpu_step(unify(sources=sources, label_space=label_space, sampling=sampling,
                            num_classes=synth_classes, num_images=synth_images,
-                           image_size=synth_image_size, seed=seed)).set_display_name("unify")
+                           image_size=synth_image_size, seed=seed,
+                           object_scale=synth_object_scale)).set_display_name("unify")
     names = {"L": model_l, "M": model_m, "S": model_s, "T": model_t}
     configs = {
         size: _cpu_step(nas(model=names[size], budget_params_m=budget_params_m,

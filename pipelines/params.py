@@ -122,6 +122,10 @@ def _check_values(params: dict[str, Any], source: str) -> None:
     for key in ("synth_classes", "synth_images", "synth_image_size", "bench_runs"):
         if merged[key] < 1:
             raise fail(key, "must be at least 1")
+    from damo_core.data.synth import OBJECT_SCALES
+
+    if merged["synth_object_scale"] not in OBJECT_SCALES:
+        raise fail("synth_object_scale", f"must be one of {sorted(OBJECT_SCALES)}")
     for key in ("budget_params_m", "budget_gflops"):
         if merged[key] < 0:
             raise fail(key, "must be >= 0 (0: the paper's budget for the model)")

@@ -6,8 +6,8 @@ from components._image import DAMO_IMAGE
 
 @dsl.component(base_image=DAMO_IMAGE, install_kfp_package=False)
 def unify(sources: list, label_space: str, sampling: dict, num_classes: int, num_images: int,
-          image_size: int, seed: int, dataset: Output[Dataset], counts: Output[Metrics],
-          summary: Output[Markdown]) -> int:
+          image_size: int, seed: int, object_scale: str, dataset: Output[Dataset],
+          counts: Output[Metrics], summary: Output[Markdown]) -> int:
     """The training data as one manifest directory (Parquet manifests, label space, sampling
     weights, counts and plots; images stay where the sources keep them).
 
@@ -21,13 +21,16 @@ def unify(sources: list, label_space: str, sampling: dict, num_classes: int, num
             damo_core.data.sampling.SamplingSettings).
         num_classes, num_images, image_size, seed: synthetic-set settings (seed also splits
             sources that bring no split of their own).
+        object_scale: the synthetic set's object sizes, coco (COCO's small/medium/large
+            spread) or coarse (none below 3 % of the image area).
     Returns:
         The number of classes.
     """
     from damo_core.steps.unify import run
 
     meta = run(sources, dataset.path, label_space=label_space, num_classes=num_classes,
-               num_images=num_images, image_size=image_size, seed=seed, sampling=sampling,
+               num_images=num_images, image_size=image_size, seed=seed,
+               object_scale=object_scale, sampling=sampling,
                report_md=summary.path)
     dataset.metadata.update(meta)
     for name, counted in meta["sources"].items():

@@ -11,6 +11,9 @@ from damo_core.cli.errors import exit_on_user_error
 
 data_app = typer.Typer(help="Datasets: the bundled synthetic set, readers, unification.",
                        no_args_is_help=True)
+ObjectScaleOpt = Annotated[str, typer.Option(
+    help="Synthetic: object sizes, coco (COCO's small/medium/large spread) or coarse (none "
+    "below 3 % of the image area, for short runs at small inputs).")]
 
 
 @data_app.command("synth")
@@ -22,13 +25,15 @@ def synth(
     img_size: Annotated[int, typer.Option("--img-size", help="Image side in pixels.")] = 256,
     val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.25,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    object_scale: ObjectScaleOpt = "coco",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing dataset.")] = False,
 ) -> None:
     """Write the deterministic synthetic detection set (JPEGs + COCO JSON + dataset.yaml)."""
     from damo_core.data.synth import generate
 
     yaml_path = generate(out, num_classes=classes, num_images=images, image_size=img_size,
-                         val_fraction=val_fraction, seed=seed, overwrite=force)
+                         val_fraction=val_fraction, seed=seed, overwrite=force,
+                         object_scale=object_scale)
     typer.echo(f"dataset written: {yaml_path}")
 
 
@@ -75,6 +80,7 @@ def unify(
     img_size: Annotated[int, typer.Option("--img-size", "--imgsz",
                                           help="Synthetic: image side in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="Same seed, same data and split.")] = 0,
+    object_scale: ObjectScaleOpt = "coco",
     val_fraction: Annotated[float, typer.Option(help="Unified: share of images in val.")] = 0.05,
     alpha: Alpha = 0.5,
     rfs_threshold: RfsThreshold = 0.001,
@@ -95,7 +101,8 @@ def unify(
     settings = {"enabled": sampling, "alpha": alpha, "class_aware": class_aware,
                 "rfs_threshold": rfs_threshold, "val_fraction": val_fraction}
     meta = run(source, out, label_space=label_space, num_classes=classes, num_images=images,
-               image_size=img_size, seed=seed, sampling=settings, skip_invalid=skip_invalid,
+               image_size=img_size, seed=seed, object_scale=object_scale, sampling=settings,
+               skip_invalid=skip_invalid,
                report_md=report)
     typer.echo(json.dumps(meta, indent=2))
 

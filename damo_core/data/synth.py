@@ -13,7 +13,10 @@ than 60 % hidden is dropped, as a human labeller would). All randomness comes fr
 
 Area buckets are fractions of the image area chosen so that, at the default 256 px image
 size, unoccluded objects land in COCO's absolute ranges (small < 32**2 <= medium < 96**2 <=
-large); at other sizes they keep the same *relative* spread.
+large); at other sizes they keep the same *relative* spread. That is the ``coco`` object
+scale. The ``coarse`` one draws no object below 3 % of the image area, for short CPU runs at
+small inputs (the local pipeline trains at 96 px, where ``coco``'s small objects are 6-11 px
+and barely learnable in a few minutes).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from damo_core.errors import OutputExistsError, UserInputError
 
 __all__ = [
     "AREA_BUCKETS",
+    "OBJECT_SCALES",
+    "ObjectScale",
     "ClassSpec",
     "MIN_VISIBILITY",
     "RenderedImage",
@@ -47,6 +52,7 @@ __all__ = [
     "generate",
     "image_hw",
     "render_image",
+    "scale_named",
     "shape_mask",
 ]
 
@@ -82,6 +88,30 @@ AREA_BUCKETS: dict[str, tuple[float, float]] = {
     "large": (0.16, 0.26),
 }
 _BUCKET_PROBS = (0.45, 0.42, 0.13)
+
+
+@dataclass(frozen=True)
+class ObjectScale:
+    """Where object areas come from: (low, high) fractions of the image area per bucket, and
+    how often each bucket is drawn."""
+
+    buckets: tuple[tuple[float, float], ...]
+    probs: tuple[float, ...]
+
+
+OBJECT_SCALES: dict[str, ObjectScale] = {
+    "coco": ObjectScale(tuple(AREA_BUCKETS.values()), _BUCKET_PROBS),
+    # >= 3 % of the image: at 96 px no object side below ~16 px
+    "coarse": ObjectScale(((0.03, 0.16), (0.16, 0.26)), (0.8, 0.2)),
+}
+
+
+def scale_named(name: str) -> ObjectScale:
+    """The named :data:`OBJECT_SCALES` entry; an unknown name is refused with the choices."""
+    if name not in OBJECT_SCALES:
+        raise UserInputError(f"object_scale must be one of {sorted(OBJECT_SCALES)}, "
+                             f"got {name!r}")
+    return OBJECT_SCALES[name]
 MIN_VISIBILITY = 0.4  # annotate only objects with at least 40 % of their pixels visible
 JPEG_QUALITY = 90
 _DISTRACTOR = -1  # instance-mask value for clutter that is not any class
@@ -211,12 +241,12 @@ def _blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def _sample_size(
-    rng: np.random.Generator, shape: str, image_hw: tuple[int, int]
+    rng: np.random.Generator, shape: str, image_hw: tuple[int, int], scale: ObjectScale
 ) -> tuple[int, int]:
     """Pick an area bucket (a fraction of the image area), then a (h, w) box whose *mask* area
     hits a log-uniform target; neither side exceeds 0.9 of the image's shorter side."""
-    bucket = rng.choice(len(AREA_BUCKETS), p=_BUCKET_PROBS)
-    low, high = list(AREA_BUCKETS.values())[bucket]
+    bucket = rng.choice(len(scale.buckets), p=scale.probs)
+    low, high = scale.buckets[bucket]
     area = math.exp(rng.uniform(math.log(low), math.log(high))) * image_hw[0] * image_hw[1]
     side = math.sqrt(area / _fill_factor(shape))
     aspect = math.exp(rng.uniform(-0.15, 0.15))
@@ -283,6 +313,7 @@ def _draw_object(
     spec: ClassSpec,
     label: int,
     centres: list[tuple[float, float]],
+    scale: ObjectScale,
 ) -> None:
     """Paint one class instance and record its full area.
 
@@ -290,7 +321,7 @@ def _draw_object(
     visually separable, so every annotated instance is one a person could box.
     """
     image_hw = (canvas.shape[0], canvas.shape[1])
-    h, w = _sample_size(rng, spec.shape, image_hw)
+    h, w = _sample_size(rng, spec.shape, image_hw, scale)
     y0, x0 = _place(rng, h, w, image_hw, centres)
     mask = shape_mask(spec.shape, h, w)
     count = int(mask.sum())
@@ -339,10 +370,11 @@ def render_image(
     classes: Sequence[ClassSpec],
     size: int | tuple[int, int],
     guaranteed_label: int | None = None,
+    scale: ObjectScale = OBJECT_SCALES["coco"],
 ) -> RenderedImage:
     """Render one cluttered scene, ``size`` square or ``(height, width)``; ``guaranteed_label``
     is painted last so it is never hidden, which lets :func:`generate` promise every class
-    appears in every split."""
+    appears in every split. ``scale``: where the objects' areas are drawn from."""
     height, width = (size, size) if isinstance(size, int) else size
     canvas = _background(rng, height, width)
     scene = RenderedImage(np.empty(0, np.uint8), np.zeros((height, width), np.int32), [])
@@ -356,7 +388,7 @@ def render_image(
         if label < 0:
             _draw_distractor(rng, scene, canvas)
         else:
-            _draw_object(rng, scene, canvas, classes[label], label, centres)
+            _draw_object(rng, scene, canvas, classes[label], label, centres, scale)
     annotate_visible(scene.instance_mask, scene.objects)
     canvas += _normal(rng, 5.0, (height, width, 1))  # luminance grain over everything
     scene.image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
@@ -436,12 +468,14 @@ def _iter_split(
     size: int,
     seed: int,
     aspect_ratios: Sequence[float],
+    scale: ObjectScale,
 ) -> Iterator[tuple[int, RenderedImage]]:
     """Render a split's images; the j-th image's top object has class j % K (coverage)."""
     for j, idx in enumerate(indices):
         rng = np.random.default_rng([seed, 1, idx])  # one independent stream per image
         hw = image_hw(idx, size, aspect_ratios)
-        yield idx, render_image(rng, classes, hw, guaranteed_label=j % len(classes))
+        yield idx, render_image(rng, classes, hw, guaranteed_label=j % len(classes),
+                                scale=scale)
 
 
 def _write_split(
@@ -453,13 +487,14 @@ def _write_split(
     seed: int,
     progress: tqdm,
     aspect_ratios: Sequence[float],
+    scale: ObjectScale,
 ) -> None:
     """Write one split's JPEGs and its ``instances_<split>.json``."""
     image_dir = root / "images" / split
     image_dir.mkdir(parents=True)
     images: list[dict] = []
     anns: list[dict] = []
-    for idx, scene in _iter_split(indices, classes, size, seed, aspect_ratios):
+    for idx, scene in _iter_split(indices, classes, size, seed, aspect_ratios, scale):
         name = f"{idx:06d}.jpg"
         _write_jpeg(scene.image, image_dir / name)
         height, width = scene.image.shape[:2]
@@ -522,6 +557,7 @@ def generate(
     seed: int = 0,
     overwrite: bool = False,
     aspect_ratios: Sequence[float] = (1.0,),
+    object_scale: str = "coco",
 ) -> Path:
     """Write the synthetic dataset to ``out_dir`` and return the path of its ``dataset.yaml``.
 
@@ -534,9 +570,11 @@ def generate(
     ``aspect_ratios`` (width / height, e.g. ``(4 / 3, 16 / 9)``) cycle over the images, whose
     longer side is ``image_size``: non-square images show whether training, evaluation and
     serving fit inputs the same way (square ones hide it). The default is all square.
+    ``object_scale`` names an :data:`OBJECT_SCALES` entry (``coco`` or ``coarse``).
     """
     _check_args(num_images, image_size, val_fraction, seed)
     _check_aspects(aspect_ratios, image_size)
+    scale = scale_named(object_scale)
     classes = class_specs(num_classes)
     out_dir = Path(out_dir).absolute()
     if not overwrite and out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -550,7 +588,7 @@ def generate(
         with tqdm(total=num_images, desc="synth", unit="img", disable=None) as progress:
             for split, indices in splits.items():
                 _write_split(tmp, split, indices, classes, image_size, seed, progress,
-                             aspect_ratios)
+                             aspect_ratios, scale)
         _write_yaml(tmp, classes)
         _install(tmp, out_dir, overwrite)
     except BaseException:

@@ -35,7 +35,14 @@ from PIL import Image
 
 from damo_core.data.errors import DatasetError
 from damo_core.data.labelspace import LabelSpace, UnifiedClass, load_preset
-from damo_core.data.synth import JPEG_QUALITY, class_specs, image_hw, render_image
+from damo_core.data.synth import (
+    JPEG_QUALITY,
+    ObjectScale,
+    class_specs,
+    image_hw,
+    render_image,
+    scale_named,
+)
 from damo_core.errors import UserInputError
 from damo_core.storage import open_store
 
@@ -139,7 +146,7 @@ class _Box:
     occluded: bool
 
 
-def _scenes(source: str, count: int, image_size: int, seed: int
+def _scenes(source: str, count: int, image_size: int, seed: int, scale: ObjectScale
             ) -> Iterator[tuple[int, np.ndarray, list[_Box]]]:
     """``(index, RGB image, annotated boxes)`` for one source's images.
 
@@ -160,7 +167,8 @@ def _scenes(source: str, count: int, image_size: int, seed: int
             guaranteed = pool.index(common[j % len(common)])
         rng = np.random.default_rng([seed, 7, source_no, j])
         hw = image_hw(j, image_size, _ASPECTS[source])
-        scene = render_image(rng, [look[k] for k in pool], hw, guaranteed_label=guaranteed)
+        scene = render_image(rng, [look[k] for k in pool], hw, guaranteed_label=guaranteed,
+                             scale=scale)
         boxes = [_Box(pool[o.label], o.bbox, o.visible_area, o.visible_area < o.full_area)
                  for o in scene.objects if o.annotated]
         yield j, scene.image, boxes
@@ -186,7 +194,7 @@ def _categories(source: str, preset: LabelSpace) -> list[dict[str, object]]:
 
 
 def _write_coco_style(folder: Path, source: str, count: int, image_size: int, seed: int,
-                      preset: LabelSpace) -> None:
+                      preset: LabelSpace, scale: ObjectScale) -> None:
     """``instances.json`` / ``objects365.json`` and ``images/``: one COCO-format source."""
     cats = _categories(source, preset)
     cat_id = {c["name"]: c["id"] for c in cats}
@@ -194,7 +202,7 @@ def _write_coco_style(folder: Path, source: str, count: int, image_size: int, se
     image_dir.mkdir(parents=True)
     images: list[dict[str, object]] = []
     anns: list[dict[str, object]] = []
-    for j, image, boxes in _scenes(source, count, image_size, seed):
+    for j, image, boxes in _scenes(source, count, image_size, seed, scale):
         iid = j + 1
         name = f"{iid:012d}.jpg" if source == "coco" else f"objects365_v2_{iid:08d}.jpg"
         _write_jpeg(image, image_dir / name)
@@ -228,13 +236,13 @@ def _csv_text(rows: Sequence[Sequence[object]]) -> str:
 
 
 def _write_openimages(folder: Path, count: int, image_size: int, seed: int,
-                      preset: LabelSpace) -> None:
+                      preset: LabelSpace, scale: ObjectScale) -> None:
     """``boxes.csv`` (sorted by ImageID, like the release), the header-less
     ``class-descriptions.csv`` and ``images/<ImageID>.jpg``."""
     image_dir = folder / "images"
     image_dir.mkdir(parents=True)
     rows: list[tuple[object, ...]] = []
-    for j, image, boxes in _scenes("oi", count, image_size, seed):
+    for j, image, boxes in _scenes("oi", count, image_size, seed, scale):
         iid = hashlib.sha1(f"{seed}/oi/{j}".encode()).hexdigest()[:16]
         _write_jpeg(image, image_dir / f"{iid}.jpg")
         h, w = image.shape[:2]
@@ -301,14 +309,17 @@ def _install(tmp: Path, out: Path) -> None:
 
 
 def generate_sources(out: str | Path, *, images_per_source: int = 60, image_size: int = 160,
-                     seed: int = 0, overwrite: bool = False) -> SynthSources:
-    """Write ``coco/``, ``o365/``, ``oi/`` and ``label_space.csv`` under ``out``.
+                     seed: int = 0, overwrite: bool = False,
+                     object_scale: str = "coco") -> SynthSources:
+    """Write ``coco/``, ``o365/``, ``oi/`` and ``label_space.csv`` under ``out``; objects'
+    areas follow ``object_scale`` (:data:`damo_core.data.synth.OBJECT_SCALES`).
 
     Built in a temp dir beside ``out`` and renamed into place, so an interrupted run leaves no
     half source behind; an existing non-empty ``out`` is refused unless ``overwrite``. The
     same arguments give byte-identical files.
     """
     _check_args(images_per_source, image_size, seed)
+    scale = scale_named(object_scale)
     out = Path(out).absolute()
     if _occupied(out) and not overwrite:
         raise DatasetError(f"{out} already exists and is not empty; pass overwrite=True to "
@@ -320,8 +331,9 @@ def generate_sources(out: str | Path, *, images_per_source: int = 60, image_size
     try:
         os.chmod(tmp, 0o755)
         for source in ("coco", "o365"):
-            _write_coco_style(tmp / source, source, counts[source], image_size, seed, preset)
-        _write_openimages(tmp / "oi", counts["oi"], image_size, seed, preset)
+            _write_coco_style(tmp / source, source, counts[source], image_size, seed, preset,
+                              scale)
+        _write_openimages(tmp / "oi", counts["oi"], image_size, seed, preset, scale)
         sources = SynthSources(out, _specs(str(out)))
         (tmp / LABEL_SPACE_FILE).write_text(label_space_csv(sources))
         _install(tmp, out)

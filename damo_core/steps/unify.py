@@ -29,11 +29,12 @@ SYNTHETIC = "synthetic"
 
 def run(sources: Sequence[str], out: str | Path, *, label_space: str = "",
         num_classes: int = 4, num_images: int = 160, image_size: int = 256, seed: int = 0,
-        sampling: SamplingSettings | Mapping[str, Any] | None = None,
+        object_scale: str = "coco", sampling: SamplingSettings | Mapping[str, Any] | None = None,
         skip_invalid: bool = False, report_md: str | Path | None = None) -> dict[str, Any]:
     """Unify ``sources`` into the manifest directory ``out``; returns its metadata (class
     names, images and boxes per split and source, name collisions of a proposed label
-    space). ``num_classes``/``num_images``/``image_size`` size the synthetic set; ``seed``
+    space). ``num_classes``/``num_images``/``image_size`` size the synthetic set and
+    ``object_scale`` its objects (:data:`damo_core.data.synth.OBJECT_SCALES`); ``seed``
     (the split), ``sampling`` (:class:`~damo_core.data.sampling.SamplingSettings` or its
     mapping) and ``skip_invalid`` apply to unification. ``report_md`` receives the page the
     KFP UI shows (per-source counts, dropped classes, collisions, sampling plots)."""
@@ -50,7 +51,7 @@ def run(sources: Sequence[str], out: str | Path, *, label_space: str = "",
     collisions: list[dict[str, Any]] = []
     if sources == [SYNTHETIC]:
         yaml_path = _synthetic(num_classes=num_classes, num_images=num_images,
-                               image_size=image_size, seed=seed)
+                               image_size=image_size, seed=seed, object_scale=object_scale)
         convert_yaml(yaml_path, out, **options)
     elif len(sources) == 1 and "=" not in sources[0]:
         convert_yaml(_yaml_of(sources[0]), out, skip_invalid=skip_invalid, **options)
@@ -78,16 +79,20 @@ def _yaml_of(source: str) -> Path:
     return path
 
 
-def _synthetic(*, num_classes: int, num_images: int, image_size: int, seed: int) -> Path:
+def _synthetic(*, num_classes: int, num_images: int, image_size: int, seed: int,
+               object_scale: str) -> Path:
     """The generated set's dataset.yaml, made once per settings in the user's cache."""
     from damo_core.data.resolve import cache_root
     from damo_core.data.synth import generate
 
-    key = hashlib.sha256(f"{num_classes}|{num_images}|{image_size}|{seed}".encode())
+    settings = f"{num_classes}|{num_images}|{image_size}|{seed}"
+    # the default keeps the key it had before scales existed: caches stay valid
+    settings += "" if object_scale == "coco" else f"|{object_scale}"
+    key = hashlib.sha256(settings.encode())
     root = cache_root() / "synthetic" / key.hexdigest()[:16]
     if not (root / "dataset.yaml").is_file():
         generate(root, num_classes=num_classes, num_images=num_images, image_size=image_size,
-                 seed=seed, overwrite=True)
+                 seed=seed, overwrite=True, object_scale=object_scale)
     return root / "dataset.yaml"
 
 

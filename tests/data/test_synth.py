@@ -14,6 +14,7 @@ from PIL import Image
 from damo_core.data import synth
 from damo_core.data.synth import (
     MIN_VISIBILITY,
+    OBJECT_SCALES,
     SHAPES,
     SynthObject,
     annotate_visible,
@@ -22,6 +23,7 @@ from damo_core.data.synth import (
     render_image,
     shape_mask,
 )
+from damo_core.errors import UserInputError
 
 COCO_SMALL, COCO_MEDIUM = 32**2, 96**2  # COCOeval's absolute area thresholds
 
@@ -132,6 +134,27 @@ def test_rendered_scenes_drop_heavily_occluded_objects() -> None:
                 dropped += 1
                 assert obj.visibility < MIN_VISIBILITY
     assert dropped > 0 and kept > dropped
+
+
+def _area_fractions(scale: str, size: int = 128) -> list[float]:
+    """Every painted object's own area (before occlusion) over the image area."""
+    classes = class_specs(4)
+    return [obj.full_area / size**2 for seed in range(24)
+            for obj in render_image(np.random.default_rng(seed), classes, size,
+                                    scale=OBJECT_SCALES[scale]).objects]
+
+
+def test_coarse_scale_draws_no_small_object_and_coco_does() -> None:
+    coarse, coco = _area_fractions("coarse"), _area_fractions("coco")
+    # a mask's pixel count misses its target area by a rounded side at most
+    assert min(coarse) > 0.025 and max(coarse) < 0.3
+    assert sum(f < 0.015 for f in coco) > len(coco) / 4
+
+
+def test_unknown_object_scale_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="object_scale must be one of .*'huge'"):
+        generate(tmp_path / "x", object_scale="huge")
+    assert not (tmp_path / "x").exists()
 
 
 def test_classes_have_distinct_shape_and_colour() -> None:

@@ -172,3 +172,20 @@ def test_the_step_writes_the_manifest_training_reads(sources, tmp_path: Path) ->
     np.testing.assert_allclose(sample.boxes, src.boxes[keep], atol=1e-3)
     assert sample.labels.tolist() == src.labels[keep].tolist()
     assert len(train.weights) == len(train) and np.all(train.weights > 0) and train.sampling
+
+
+def test_the_synthetic_source_takes_its_object_scale(tmp_path: Path, monkeypatch) -> None:
+    """``object_scale`` reaches the generated set (and its cache key): coarse boxes are larger."""
+    from damo_core.data.blob_cache import CACHE_DIR_ENV
+    from damo_core.data.manifest_dataset import ManifestDetection
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    mean_area = {}
+    for scale in ("coco", "coarse"):
+        unify_step.run(["synthetic"], tmp_path / scale, num_images=12, image_size=64,
+                       object_scale=scale)
+        boxes = np.concatenate([ManifestDetection(tmp_path / scale, "train")[i].boxes
+                                for i in range(4)])
+        mean_area[scale] = float(np.mean((boxes[:, 2] - boxes[:, 0])
+                                         * (boxes[:, 3] - boxes[:, 1])))
+    assert mean_area["coarse"] > 1.5 * mean_area["coco"], mean_area

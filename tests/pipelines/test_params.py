@@ -37,6 +37,8 @@ BAD = {
     "latency budget": ({"latency_budget_ms": 0}, "latency_budget_ms must be a finite number"),
     "placement": ({"train_nodes": 0}, "train_nodes must be an integer >= 1"),
     "synth images": ({"synth_images": 0}, "'synth_images' = 0: must be at least 1"),
+    "object scale": ({"synth_object_scale": "tiny"},
+                     "'synth_object_scale' = 'tiny': must be one of ['coarse', 'coco']"),
     "budget": ({"budget_gflops": -1}, "'budget_gflops' = -1: must be >= 0"),
 }
 
