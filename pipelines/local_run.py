@@ -37,8 +37,8 @@ LOCAL_PARAMS: dict[str, Any] = {
     # threshold (0.001, for sets of millions) leaves no class rare: 0.1 makes repeat-factor
     # sampling draw the rarest class's images more often, as it would on a large set.
     "sampling": {"val_fraction": 0.2, "rfs_threshold": 0.1},
-    # objects of 3-26 % of the image: at 96 px COCO's small objects are a few pixels, which
-    # no model learns in minutes (damo_core.data.synth, "coarse")
+    # object areas drawn at 3-26 % of the image: at 96 px COCO's small objects are a few
+    # pixels, which no model learns in minutes (damo_core.data.synth, "coarse")
     "synth_object_scale": "coarse",
     # 96 px and batch 8 (twice cpu_quick's steps per epoch): in trials on 2 cores L reached a
     # higher AP50 in the same epochs at 5e-4-6e-4 per image than at cpu_quick's 2.5e-4 or at

@@ -22,7 +22,7 @@ def unify(sources: list, label_space: str, sampling: dict, num_classes: int, num
         num_classes, num_images, image_size, seed: synthetic-set settings (seed also splits
             sources that bring no split of their own).
         object_scale: the synthetic set's object sizes, coco (COCO's small/medium/large
-            spread) or coarse (none below 3 % of the image area).
+            spread) or coarse (object areas drawn between 3 % and 26 % of the image).
     Returns:
         The number of classes.
     """

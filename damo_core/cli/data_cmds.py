@@ -12,8 +12,8 @@ from damo_core.cli.errors import exit_on_user_error
 data_app = typer.Typer(help="Datasets: the bundled synthetic set, readers, unification.",
                        no_args_is_help=True)
 ObjectScaleOpt = Annotated[str, typer.Option(
-    help="Synthetic: object sizes, coco (COCO's small/medium/large spread) or coarse (none "
-    "below 3 % of the image area, for short runs at small inputs).")]
+    help="Synthetic: object sizes, coco (COCO's small/medium/large spread) or coarse (areas "
+    "drawn between 3 % and 26 % of the image, for short runs at small inputs).")]
 
 
 @data_app.command("synth")

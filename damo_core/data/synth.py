@@ -14,9 +14,9 @@ than 60 % hidden is dropped, as a human labeller would). All randomness comes fr
 Area buckets are fractions of the image area chosen so that, at the default 256 px image
 size, unoccluded objects land in COCO's absolute ranges (small < 32**2 <= medium < 96**2 <=
 large); at other sizes they keep the same *relative* spread. That is the ``coco`` object
-scale. The ``coarse`` one draws no object below 3 % of the image area, for short CPU runs at
-small inputs (the local pipeline trains at 96 px, where ``coco``'s small objects are 6-11 px
-and barely learnable in a few minutes).
+scale. The ``coarse`` one draws object areas between 3 % and 26 % of the image, for short
+CPU runs at small inputs (the local pipeline trains at 96 px, where ``coco``'s small objects
+are 6-11 px and barely learnable in a few minutes).
 """
 
 from __future__ import annotations
