@@ -7,11 +7,9 @@ to ``min_lr_ratio`` of the peak, held flat for the last ``no_aug_epochs`` (the
 no-mosaic fine-tune).
 
 The update runs in PyTorch's fused kernels (one pass over all tensors of a group) rather than
-its default on CPU, a Python loop over every parameter: for DAMO-YOLO-L's 43 M training
-parameters an AdamW step took ~0.14 s as the loop and ~0.04 s fused on a 2-core AMD EPYC,
-beside a ~1 s training step at batch 8, 96 px (``benchmarks/train_step.py --variants
-fp32-loop`` compares whole steps). Both compute the same update up to float rounding
-(tests/train/test_optim.py).
+its default on CPU, a Python loop over every parameter (DAMO-YOLO-L trains 43 M of them).
+``benchmarks/train_step.py --variants fp32-loop`` prints the looped step's images/s against
+the fused one's. Both compute the same update up to float rounding (tests/train/test_optim.py).
 """
 
 from __future__ import annotations
