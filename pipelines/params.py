@@ -94,10 +94,17 @@ def _check_values(params: dict[str, Any], source: str) -> None:
     if merged["export_precision"] in ("bf16", "auto") and merged["export_format"] != "openvino":
         raise fail("export_precision", "bf16 and auto are OpenVINO CPU precisions; set "
                    "export_format=openvino")
+    size_of: dict[str, str] = {}
     for key in ("model_l", "model_m", "model_s", "model_t"):
         name = merged[key]
         if name not in list_models() and Path(name).suffix not in (".yaml", ".yml"):
             raise fail(key, f"not a bundled model {list_models()} nor a model YAML")
+        # Each size is evaluated, gated and deployed to Triton under its model's name: two
+        # sizes of one model would overwrite each other's deployment and share a table row.
+        if name in size_of:
+            raise fail(key, f"also the model of '{size_of[name]}'; give every size its own "
+                            "model (each is deployed to Triton under its model's name)")
+        size_of[name] = key
     try:
         check_gate_thresholds(merged["map_floor"], merged["latency_budget_ms"])
     except ValueError as err:

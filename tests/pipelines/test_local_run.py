@@ -22,7 +22,7 @@ TINY = {
     "model_l": "damoyolo_nl",
     "model_m": "damoyolo_nm",
     "model_s": "damoyolo_ns",
-    "model_t": "damoyolo_ns",
+    "model_t": "damoyolo_t",  # every size its own model: each is deployed under its name
     "preset": "cpu_quick",
     "teacher_settings": {"epochs": 1, "img_size": 64, "batch": 4, "workers": 0},
     # one epoch, all of it distilled (no plain fine-tune stage at this size)
@@ -68,10 +68,10 @@ def test_every_gated_model_was_deployed_to_the_local_triton(local_run):
         meta = rec.artifacts["deployment"]
         assert meta["status"] == "serving" and meta["variant"] == "python"
         assert (Path(meta["repo"]) / meta["model_name"] / "config.pbtxt").is_file()
-    # T and S are the same nano model here: the second deploy is version 2 of it
-    versions = sorted(r.artifacts["deployment"]["version"] for r in deploys
-                      if r.artifacts["deployment"]["model_name"] == "damoyolo_ns")
-    assert versions == [1, 2]
+    # four models, each deployed once to a fresh repository: version 1 of each serves
+    assert sorted(r.artifacts["deployment"]["model_name"] for r in deploys) == [
+        "damoyolo_nl", "damoyolo_nm", "damoyolo_ns", "damoyolo_t"]
+    assert {r.artifacts["deployment"]["version"] for r in deploys} == {1}
 
 
 def test_a_failing_step_is_named_and_stops_its_dependants(tmp_path):
@@ -107,19 +107,19 @@ def test_control_is_set_beside_its_distilled_twin(local_run):
     [control] = [t for t in local_run.by_prefix("train") if t.artifacts["model"].get("control")]
     summary = distillation_summary(local_run)
     versus = summary["control"]
-    assert versus["model"] == "damoyolo_ns" and control.artifacts["model"].get("teacher") is None
+    assert versus["model"] == "damoyolo_t" and control.artifacts["model"].get("teacher") is None
     [data] = local_run.by_prefix("unify")
     again = evaluate.run(control.artifacts["model"]["uri"], data.artifacts["dataset"]["uri"])
     assert versus["alone_AP"] == pytest.approx(again["AP"], abs=1e-9)
     assert versus["alone_AP50"] == pytest.approx(again["AP50"], abs=1e-9)
-    # S and T are both damoyolo_ns here: the distilled side is T's, the last link's
-    [t_eval] = [r for r in local_run.tasks if r.task == "evaluate-4"]
+    [t_eval] = [r for r in local_run.by_prefix("evaluate")
+                if r.artifacts["metrics"]["model_name"] == "damoyolo_t"]
     assert versus["distilled_AP"] == pytest.approx(t_eval.artifacts["metrics"]["AP"], abs=1e-9)
     assert versus["gain_AP"] == pytest.approx(versus["distilled_AP"] - versus["alone_AP"],
                                               abs=1e-4)
     assert [(x["teacher"], x["student"]) for x in summary["links"]] == [
         ("damoyolo_nl", "damoyolo_nm"), ("damoyolo_nm", "damoyolo_ns"),
-        ("damoyolo_ns", "damoyolo_ns")]
+        ("damoyolo_ns", "damoyolo_t")]
 
 
 def test_the_table_shows_what_the_checkpoints_evaluate_to(local_run):

@@ -33,6 +33,8 @@ BAD = {
     "bf16 onnx": ({"export_precision": "bf16", "export_format": "onnx"},
                   "set export_format=openvino"),
     "model": ({"model_s": "damoyolo_x"}, "'model_s' = 'damoyolo_x': not a bundled model"),
+    "model twice": ({"model_s": "damoyolo_t"},
+                    "'model_t' = 'damoyolo_t': also the model of 'model_s'"),
     "map floor range": ({"map_floor": 1.5}, "map_floor must be a number in [0, 1]"),
     "latency budget": ({"latency_budget_ms": 0}, "latency_budget_ms must be a finite number"),
     "placement": ({"train_nodes": 0}, "train_nodes must be an integer >= 1"),
