@@ -105,6 +105,7 @@ def damo_pipeline(
     preset: str = "",
     teacher_settings: dict = {},  # noqa: B006 - KFP parameters are declared with literals
     student_settings: dict = {},  # noqa: B006
+    student_size_settings: dict = {},  # noqa: B006 - e.g. {"M": {"epochs": 10}}
     distill_settings: dict = {},  # noqa: B006
     budget_params_m: float = 0.0,
     budget_gflops: float = 0.0,
@@ -149,13 +150,15 @@ def damo_pipeline(
         trained[size] = _gpu_step(distill(
             data=dataset, model_config=configs[size].outputs["model_config"],
             teacher=trained[teacher_size].outputs["model"], preset=preset,
-            settings=student_settings, distill_settings=distill_settings, **placement,
+            settings=student_settings, size_settings=student_size_settings, size=size,
+            distill_settings=distill_settings, **placement,
         ), gpus_per_node, workspace_pvc).set_display_name(f"distill {size} ◄ {teacher_size}")
     # the control: the last student trained alone for the same settings (the cheapest size),
     # so the report shows what distillation bought; "-control" keeps its metrics apart
     control = _gpu_step(train(
         data=dataset, model_config=configs[CONTROL].outputs["model_config"], preset=preset,
-        settings=student_settings, control=True, **placement), gpus_per_node, workspace_pvc,
+        settings=student_settings, size_settings=student_size_settings, size=CONTROL,
+        control=True, **placement), gpus_per_node, workspace_pvc,
     ).set_display_name(f"train {CONTROL} alone (control)")
     scores, timings = {}, {}
     for size in SIZES:

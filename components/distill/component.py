@@ -10,7 +10,8 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
             metrics: Output[Metrics], curves: Output[HTML], run_id: str = "", nodes: int = 1,
             gpus_per_node: int = 1, workspace_pvc: str = "",
             job_kind: str = "pytorchjob", mlflow_uri: str = "",
-            mlflow_experiment: str = "damo-yolo") -> float:
+            mlflow_experiment: str = "damo-yolo", size: str = "",
+            size_settings: dict = {}) -> float:  # noqa: B006 - KFP declares defaults as literals
     """Train a student with channel-wise feature distillation from ``teacher`` (paper 2.4).
 
     The run's TensorBoard event files stay in the model artifact (its tensorboard/ folder, for
@@ -29,15 +30,19 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
             the run is tagged with run_id and the student's name and also records the teacher
             and the distillation settings; its id and page go into the model's metadata.
         mlflow_experiment: MLflow experiment of that run.
+        size: the size this student is (M, S or T), whose entry of ``size_settings`` applies.
+        size_settings: per student size, training settings laid over ``settings`` (e.g.
+            {"M": {"epochs": 10}}); {} = every size trains with ``settings``.
     Returns:
         Validation AP50 of the student's best checkpoint.
     """
     from components._image import DAMO_GPU_IMAGE
-    from damo_core.steps._training import Placement
+    from damo_core.steps._training import Placement, settings_for_size
     from damo_core.steps.distill import run
 
     meta = run(data.path, model.path, model=model_config.path, teacher=teacher.path,
-               settings=settings, distill_settings=distill_settings, preset=preset,
+               settings=settings_for_size(settings, size_settings, size),
+               distill_settings=distill_settings, preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
                page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment)

@@ -9,7 +9,8 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
           model: Output[Model], metrics: Output[Metrics], curves: Output[HTML], run_id: str = "",
           nodes: int = 1, gpus_per_node: int = 1, workspace_pvc: str = "",
           job_kind: str = "pytorchjob", mlflow_uri: str = "",
-          mlflow_experiment: str = "damo-yolo", control: bool = False) -> float:
+          mlflow_experiment: str = "damo-yolo", control: bool = False, size: str = "",
+          size_settings: dict = {}) -> float:  # noqa: B006 - KFP declares defaults as literals
     """Train a model from scratch: the largest, which teaches the first distillation link, or
     (``control``) a student alone with the distilled students' settings, so the report can set
     it beside its distilled twin.
@@ -33,14 +34,19 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
         mlflow_experiment: MLflow experiment of that run.
         control: this is the control training; its run id gets "-control" appended (metric
             pushes, MLflow tags), since the model has the distilled student's name.
+        size: "" for the teacher; for the control, the student size it trains alone (T),
+            whose entry of ``size_settings`` applies as it does to its distilled twin.
+        size_settings: per student size, training settings laid over ``settings`` (e.g.
+            {"M": {"epochs": 10}}); {} = every size trains with ``settings``.
     Returns:
         Validation AP50 of the best checkpoint.
     """
     from components._image import DAMO_GPU_IMAGE
-    from damo_core.steps._training import Placement
+    from damo_core.steps._training import Placement, settings_for_size
     from damo_core.steps.train import run
 
-    meta = run(data.path, model.path, model=model_config.path, settings=settings, preset=preset,
+    meta = run(data.path, model.path, model=model_config.path,
+               settings=settings_for_size(settings, size_settings, size), preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
                page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,

@@ -30,6 +30,38 @@ from damo_core.steps._common import (
     weights_file,
 )
 
+STUDENT_SIZES = ("M", "S", "T")  # the distilled sizes, which share the students' settings
+
+
+def settings_for_size(settings: Mapping[str, Any] | None,
+                      per_size: Mapping[str, Any] | None, size: str, *,
+                      source: str = "student_size_settings") -> dict[str, Any]:
+    """``settings`` with ``per_size[size]`` laid over it, nested sections (``augment``) merged
+    key by key. The students share one set of settings so that their comparison is fair, yet
+    at a small scale they do not learn at one pace (M gains least per epoch), so a size may
+    change what it needs, such as its epochs. ``source`` names ``per_size`` in errors."""
+    from damo_core.errors import UserInputError
+
+    layers = dict(per_size or {})
+    unknown = sorted(set(layers) - set(STUDENT_SIZES))
+    if unknown:
+        raise UserInputError(f"{source}: unknown size {unknown[0]!r}; the students' sizes are "
+                             f"{list(STUDENT_SIZES)}")
+    layer = layers.get(size) or {}
+    if not isinstance(layer, Mapping):
+        raise UserInputError(f"{source}.{size} = {layer!r}: must be a mapping of training "
+                             "settings")
+    return _laid_over(dict(settings or {}), layer)
+
+
+def _laid_over(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        below = out.get(key)
+        out[key] = _laid_over(dict(below), value) if isinstance(value, Mapping) and \
+            isinstance(below, Mapping) else value
+    return out
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -44,6 +44,9 @@ def test_distillation_chain_edges(ir):
         for name, task in tasks.items() if name.startswith("distill")
     }
     assert teacher_of == {"model_m": "model_l", "model_s": "model_m", "model_t": "model_s"}
+    size_of = {_model_of(spec, name): task["inputs"]["parameters"]["size"]["runtimeValue"][
+        "constant"] for name, task in tasks.items() if name.startswith("distill")}
+    assert size_of == {"model_m": "M", "model_s": "S", "model_t": "T"}
     assert _model_of(spec, "train") == "model_l"
     assert _producer(tasks["train"], "data") == "unify"
 
@@ -62,6 +65,13 @@ def test_control_is_the_last_student_alone_and_reaches_the_report(ir):
     assert params["control"]["runtimeValue"]["constant"] is True
     assert tasks["train"]["inputs"]["parameters"]["settings"] == {
         "componentInputParameter": "teacher_settings"}
+    # the control trains with T's settings, per-size entry included, as its distilled twin
+    for name in ("train-2", "distill-3"):
+        size_params = tasks[name]["inputs"]["parameters"]
+        assert size_params["size"]["runtimeValue"]["constant"] == "T"
+        assert size_params["size_settings"] == {
+            "componentInputParameter": "student_size_settings"}
+    assert "size" not in tasks["train"]["inputs"]["parameters"]  # the teacher: none applies
     readers = [name for name, task in tasks.items()
                if any(a.get("taskOutputArtifact", {}).get("producerTask") == "train-2"
                       for a in task["inputs"].get("artifacts", {}).values())]

@@ -28,6 +28,7 @@ TINY = {
     # one epoch, all of it distilled (no plain fine-tune stage at this size)
     "student_settings": {"epochs": 1, "img_size": 64, "batch": 4, "workers": 0,
                          "no_aug_epochs": 0},
+    "student_size_settings": {"M": {"epochs": 2}},  # one size trained longer than the rest
     "map_floor": 0.0,
     "nas_generations": 0,  # published structures here; the search has its own tests
 }
@@ -50,6 +51,10 @@ def test_chain_order_and_real_checkpoints(local_run):
     rows = {r["model"]: r for r in summary_rows(local_run)}
     teachers = [t.artifacts["model"].get("teacher") for t in local_run.by_prefix("distill")]
     assert sorted(teachers, key=str) == sorted(["damoyolo_nl", "damoyolo_nm", "damoyolo_ns"])
+    epochs = {t.artifacts["model"]["model_name"]: t.artifacts["model"]["epochs"]
+              for t in local_run.by_prefix("distill") + local_run.by_prefix("train")
+              if not t.artifacts["model"].get("control")}
+    assert epochs == {"damoyolo_nl": 1, "damoyolo_nm": 2, "damoyolo_ns": 1, "damoyolo_t": 1}
     for rec in local_run.by_prefix("train") + local_run.by_prefix("distill"):
         model, meta = load_trained(rec.artifacts["model"]["uri"] + "/best.pt")
         assert meta["num_classes"] == 8 and meta["image_size"] == 64
