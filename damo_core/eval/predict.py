@@ -117,7 +117,9 @@ def detect_prepared(
     """
     if not batch:
         return []
-    images = torch.stack([p.tensor for p in batch]).to(device)
+    # one image (``damo predict`` on a file, a video frame) is viewed as a batch, not copied
+    images = (batch[0].tensor[None] if len(batch) == 1
+              else torch.stack([p.tensor for p in batch])).to(device)
     scores, boxes = dense_outputs(model, images)
     per_image = postprocess(
         scores.float(),

@@ -45,6 +45,6 @@ def prepare_image(image: np.ndarray, size: int, fit: FitMode = LEGACY_FIT) -> Pr
     """Fit one ``H×W×3`` RGB array into a ``size`` input by ``fit``; cheap enough to run in a
     worker thread. ``fit`` defaults to the mode of models that never recorded one."""
     canvas, placement = fit_image(image, size, fit)
-    writable = np.require(canvas, requirements=["C", "W"])  # PIL hands out read-only arrays
-    tensor = torch.from_numpy(writable).permute(2, 0, 1).float().contiguous()
-    return PreparedImage(tensor, placement)
+    # HWC uint8 to CHW float32 in one copy (a new, writable array: PIL's are read-only)
+    planes = np.array(canvas.transpose(2, 0, 1), dtype=np.float32, order="C")
+    return PreparedImage(torch.from_numpy(planes), placement)

@@ -89,6 +89,19 @@ def test_exported_detector_matches_fused_model(checkpoint: Path, exports: dict[s
     assert meta["class_names"] == CLASSES and meta["image_size"] == SIZE
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_one_images_outputs_outlive_the_next_call(exports: dict[str, Path], fmt: str) -> None:
+    """A single image's outputs are the runtime's own arrays, wrapped without a copy: they
+    must be the caller's, not buffers the next inference overwrites."""
+    exported = ExportedDetector(exports[fmt], threads=1)
+    first = dense_outputs(exported, _images(1))
+    kept = [t.clone() for t in first]
+    second = dense_outputs(exported, torch.zeros(1, 3, SIZE, SIZE))
+    assert not torch.equal(second[0], kept[0])  # the second call computed something else
+    for now, then in zip(first, kept, strict=True):
+        assert torch.equal(now, then)
+
+
 def test_evaluating_an_export_equals_evaluating_the_checkpoint(
         checkpoint: Path, exports: dict[str, Path], data: Path) -> None:
     fused, _ = load_fused(checkpoint)
