@@ -37,15 +37,15 @@ def distill(data: Input[Dataset], model_config: Input[Artifact], teacher: Input[
         Validation AP50 of the student's best checkpoint.
     """
     from components._image import DAMO_GPU_IMAGE
-    from damo_core.steps._training import Placement, settings_for_size
+    from damo_core.steps._training import Placement
     from damo_core.steps.distill import run
 
     meta = run(data.path, model.path, model=model_config.path, teacher=teacher.path,
-               settings=settings_for_size(settings, size_settings, size),
-               distill_settings=distill_settings, preset=preset,
+               settings=settings, distill_settings=distill_settings, preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
-               page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment)
+               page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,
+               size=size, size_settings=size_settings)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

@@ -42,15 +42,14 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
         Validation AP50 of the best checkpoint.
     """
     from components._image import DAMO_GPU_IMAGE
-    from damo_core.steps._training import Placement, settings_for_size
+    from damo_core.steps._training import Placement
     from damo_core.steps.train import run
 
-    meta = run(data.path, model.path, model=model_config.path,
-               settings=settings_for_size(settings, size_settings, size), preset=preset,
+    meta = run(data.path, model.path, model=model_config.path, settings=settings, preset=preset,
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
                page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,
-               control=control)
+               control=control, size=size, size_settings=size_settings)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

@@ -79,14 +79,16 @@ def fit(data: str | Path, out: str | Path, *, model: str,
         teacher: str | Path | None, distill_settings: Mapping[str, Any] | None,
         weights: str | Path | None, resume: bool, run_id: str | None,
         placement: Placement, progress: bool, page: str | Path | None,
-        mlflow_uri: str = "", mlflow_experiment: str = DEFAULT_EXPERIMENT) -> dict[str, Any]:
+        mlflow_uri: str = "", mlflow_experiment: str = DEFAULT_EXPERIMENT, size: str = "",
+        size_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train (``teacher`` None) or distil ``model`` on ``data`` into ``out``. Every setting is
     loaded and checked before the first batch, wherever the training then runs. ``page``: write
     an HTML page of the run's TensorBoard events there (for the components' KFP UI view).
     ``mlflow_uri``: log the training to that MLflow server too (tagged with the run id and the
     model), and add ``mlflow_run_id`` (and ``mlflow_run_url``) to the metadata. The metadata
     names the precision the forward trained in (``train_precision``: fp32, bf16 or fp16), which
-    the ``cpu_precision`` setting may leave to ``auto``."""
+    the ``cpu_precision`` setting may leave to ``auto``. ``size_settings``: per student size,
+    settings laid over ``settings`` for ``size`` (:func:`settings_for_size`)."""
     from damo_core.cluster.placement import (
         Mode,
         TrainPlacement,
@@ -103,6 +105,7 @@ def fit(data: str | Path, out: str | Path, *, model: str,
                            job_kind=placement.job_kind)
     data_ref = dataset_ref(data)
     config = preset_path(preset)
+    settings = settings_for_size(settings, size_settings, size)
     cfg = load_train_config(config, dict(settings or {}))
     dcfg = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings")
     teacher_file = weights_file(teacher) if teacher is not None else None

@@ -18,7 +18,8 @@ def run(data: str | Path, out: str | Path, *, model: str,
         backbone: str | Path | None = None, run_id: str | None = None,
         placement: Placement | None = None, progress: bool = False,
         page: str | Path | None = None, mlflow_uri: str = "",
-        mlflow_experiment: str = DEFAULT_EXPERIMENT, control: bool = False) -> dict[str, Any]:
+        mlflow_experiment: str = DEFAULT_EXPERIMENT, control: bool = False, size: str = "",
+        size_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` (zoo name or model YAML) on ``data`` (a ``dataset.yaml`` or the
     directory holding one) into ``out``: last.pt, best.pt, results.csv/png, metrics.json and
     TensorBoard event files in tensorboard/; ``page``, when given, gets an HTML page of them.
@@ -34,7 +35,8 @@ def run(data: str | Path, out: str | Path, *, model: str,
     ``control``: this training is the pipeline's control, a distilled student's twin trained
     alone so the report can say what distillation bought; its run id gets ``-control``
     appended, so its pushed metrics and MLflow run never mix with the distilled model's, which
-    has the same name.
+    has the same name. ``size``/``size_settings``: the student size the control stands in for
+    and the pipeline's per-size settings, laid over ``settings`` as for its distilled twin.
     """
     if control:
         from damo_core.metrics import run_id as env_run_id
@@ -47,5 +49,6 @@ def run(data: str | Path, out: str | Path, *, model: str,
     meta = fit(data, out, model=model, settings=settings, preset=preset, teacher=None,
                distill_settings=None, weights=weights, resume=resume, run_id=run_id,
                placement=placement or Placement(), progress=progress, page=page,
-               mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment)
+               mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,
+               size=size, size_settings=size_settings)
     return {**meta, "control": True} if control else meta
