@@ -63,7 +63,7 @@ def _check_values(params: dict[str, Any], source: str) -> None:
     from damo_core.models import list_models
     from damo_core.serve.model_config import VARIANTS
     from damo_core.steps._common import preset_path
-    from damo_core.steps._training import STUDENT_SIZES, settings_for_size
+    from damo_core.steps._training import settings_for_size
     from damo_core.steps.gate import check_thresholds as check_gate_thresholds
     from damo_core.train.config import load_train_config
     from damo_core.train.distill import DistillConfig
@@ -82,7 +82,8 @@ def _check_values(params: dict[str, Any], source: str) -> None:
     try:
         for key in ("teacher_settings", "student_settings"):
             load_train_config(preset, overrides=merged[key] or None, source=key)
-        for size in STUDENT_SIZES:  # each student's settings as its step will merge them
+        # a size without an entry trains with student_settings, checked just above
+        for size in merged["student_size_settings"] or {}:
             load_train_config(preset, source=f"student_size_settings.{size}",
                               overrides=settings_for_size(merged["student_settings"],
                                                           merged["student_size_settings"], size))

@@ -106,7 +106,7 @@ def fit(data: str | Path, out: str | Path, *, model: str,
     data_ref = dataset_ref(data)
     config = preset_path(preset)
     settings = settings_for_size(settings, size_settings, size)
-    cfg = load_train_config(config, dict(settings or {}))
+    cfg = load_train_config(config, settings)
     dcfg = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings")
     teacher_file = weights_file(teacher) if teacher is not None else None
     run = run_id or env_run_id()
