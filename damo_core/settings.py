@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -171,7 +172,8 @@ def _bad_value(source: str, noun: str, path: str, value: Any, why: str) -> str:
 def coerce(value: Any, hint: Any) -> Any:
     """``value`` as annotated by ``hint``, else :class:`_Mismatch`. Only lossless conversions:
     an int for a float, an integral float for an int (JSON and protobuf transports such as KFP
-    parameters send ``4`` as ``4.0``), a list for a tuple."""
+    parameters send ``4`` as ``4.0``), a list for a tuple, and for a float the string of a
+    number written with an exponent and no dot (``5e-4``, which YAML 1.1 leaves a string)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return value
@@ -224,6 +226,10 @@ def _item(value: Any, hint: Any, container: Any) -> Any:
         raise _Mismatch(f"must be {type_name(container)}") from None
 
 
+# YAML 1.1 (PyYAML) reads a float only with a dot: ``5e-4`` arrives as the string '5e-4'.
+_EXPONENT_ONLY = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _coerce_scalar(value: Any, hint: Any) -> Any:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if hint is bool and isinstance(value, bool):
@@ -231,6 +237,8 @@ def _coerce_scalar(value: Any, hint: Any) -> Any:
     if hint is int and number and float(value).is_integer():
         return int(value)
     if hint is float and number and math.isfinite(value):
+        return float(value)
+    if hint is float and isinstance(value, str) and _EXPONENT_ONLY.fullmatch(value.strip()):
         return float(value)
     if hint is str and isinstance(value, str):
         return value

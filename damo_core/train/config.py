@@ -62,6 +62,9 @@ class TrainConfig(Settings):
     # convolutions run faster on NHWC: Ns 1.43x, T 1.26x training images/s on a 2-core Xeon,
     # benchmarks/train_step.py), the default layout elsewhere (damo_core.train.layout).
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
+    # How the data-loader workers start: auto = forkserver where the platform has it (forked
+    # workers cost every epoch copy-on-write faults, damo_core.data.loader.worker_context).
+    worker_start: Literal["auto", "fork", "forkserver", "spawn"] = "auto"
 
     def check(self) -> None:
         """Values the type admits but that train nonsense (batch 0 trains at learning rate 0,

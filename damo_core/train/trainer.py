@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from damo_core.atomic import atomic_write_bytes
 from damo_core.data.fit import set_model_fit
-from damo_core.data.loader import DetectionDataset, EpochSampler, collate
+from damo_core.data.loader import DetectionDataset, EpochSampler, collate, worker_context
 from damo_core.data.manifest_dataset import ManifestDetection
 from damo_core.data.prefetch import PrefetchSampler
 from damo_core.data.resolve import manifest_for
@@ -147,6 +147,7 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.batch, sampler=sampler, num_workers=self.cfg.workers,
             collate_fn=collate, drop_last=len(self.dataset) >= 2 * self.batch,
+            multiprocessing_context=worker_context(self.cfg.workers, self.cfg.worker_start),
         )
 
     def _report_draws(self, sampler: Any) -> None:

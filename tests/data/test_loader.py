@@ -16,8 +16,10 @@ from damo_core.data.loader import (
     DetectionDataset,
     build_dataloader,
     collate,
+    worker_context,
 )
 from damo_core.data.synth import generate
+from damo_core.errors import UserInputError
 
 SIZE = 128
 RED = np.array([255, 0, 0], np.uint8)
@@ -98,11 +100,13 @@ def test_same_seed_and_epoch_reproduce_exactly(synth: CocoDetection) -> None:
     assert not _same(a[0], c[0])
 
 
-def test_worker_count_does_not_change_batches(synth: CocoDetection) -> None:
+@pytest.mark.parametrize("start", ["auto", "fork"])
+def test_worker_count_does_not_change_batches(synth: CocoDetection, start: str) -> None:
     ds = DetectionDataset(synth, train=True, image_size=64, seed=1)
     ds.set_epoch(2)
     serial = list(build_dataloader(ds, batch_size=4, shuffle=True, workers=0, seed=5))
-    parallel = list(build_dataloader(ds, batch_size=4, shuffle=True, workers=2, seed=5))
+    parallel = list(build_dataloader(ds, batch_size=4, shuffle=True, workers=2, seed=5,
+                                     worker_start=start))
     assert len(serial) == len(parallel) == 3
     for (ia, ta), (ib, tb) in zip(serial, parallel, strict=True):
         assert torch.equal(ia, ib)
@@ -111,6 +115,15 @@ def test_worker_count_does_not_change_batches(synth: CocoDetection) -> None:
     order = [t["image_id"] for _, ts in build_dataloader(ds, 4, True, 0, 5) for t in ts]
     assert order != [t["image_id"] for _, ts in serial for t in ts]
     assert sorted(order) == sorted(synth.image_ids)
+
+
+def test_workers_start_from_a_forkserver_by_default() -> None:
+    """Forked workers share the trainer's pages copy-on-write (see worker_context)."""
+    assert worker_context(0) is None
+    assert worker_context(2).get_start_method() == "forkserver"
+    assert worker_context(2, "fork").get_start_method() == "fork"
+    with pytest.raises(UserInputError, match="worker start 'threads' is not one of auto, fork"):
+        worker_context(2, "threads")
 
 
 def test_close_mosaic_turns_mosaic_off(synth: CocoDetection) -> None:

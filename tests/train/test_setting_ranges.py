@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from damo_core.cli import app
 from damo_core.models.config import ConfigError
+from damo_core.settings import parse_overrides
 from damo_core.train import Trainer, load_train_config
 
 BAD = [("batch", 0), ("batch", -4), ("epochs", 0), ("epochs", -3), ("img_size", 0),
@@ -24,6 +25,20 @@ BAD = [("batch", 0), ("batch", -4), ("epochs", 0), ("epochs", -3), ("img_size", 
 def test_out_of_range_setting_is_refused(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=rf"^overrides: training setting '{key}' = "):
         load_train_config(overrides={key: value})
+
+
+def test_an_unknown_worker_start_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"'worker_start' = 'threads' is not one of"):
+        load_train_config(overrides={"worker_start": "threads"})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("5e-4", 5e-4), ("1E-3", 1e-3), ("+2e+1", 20.0)])
+def test_an_exponent_without_a_dot_is_a_number(raw: str, value: float) -> None:
+    """YAML 1.1 reads ``5e-4`` as a string; as a float setting it is the number."""
+    assert load_train_config(overrides=parse_overrides([f"lr_per_image={raw}"])).lr_per_image \
+        == value
+    with pytest.raises(ConfigError, match="'device' = 5e-4|'lr_per_image' = '5e-4x'"):
+        load_train_config(overrides={"lr_per_image": "5e-4x"})
 
 
 def test_in_range_edges_are_accepted() -> None:
