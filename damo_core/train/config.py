@@ -51,6 +51,7 @@ class TrainConfig(Settings):
     seed: int
     precise_bn_batches: int
     eval_interval: int
+    save_interval: int
     device: str
     score_threshold: float | None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -97,6 +98,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "workers": (0, math.inf, True, False),
     "precise_bn_batches": (0, math.inf, True, False),
     "eval_interval": (1, math.inf, True, False),
+    "save_interval": (1, math.inf, True, False),
     "score_threshold": (0, 1, True, True),
 }
 

@@ -220,7 +220,9 @@ class Trainer:
                 result = self.validate()
                 final = result
             if self.env.is_main:
-                self.end_epoch(epoch, losses, result, time.perf_counter() - started)
+                self.end_epoch(epoch, losses, result, time.perf_counter() - started,
+                               save_last=(epoch + 1) % self.cfg.save_interval == 0
+                               or epoch == end - 1)
         return self.finish(final, end)
 
     def train_epoch(self, loader: torch.utils.data.DataLoader, epoch: int,
@@ -299,7 +301,11 @@ class Trainer:
                         device=self.device, workers=0, progress=False)
 
     def end_epoch(self, epoch: int, losses: dict[str, float], result: EvalResult | None,
-                  seconds: float) -> None:
+                  seconds: float, *, save_last: bool = True) -> None:
+        """Record the epoch (results.csv, metrics, events, best.pt when it improved) and, with
+        ``save_last``, write ``last.pt``: every ``save_interval`` epochs and the invocation's
+        last, since a large model's full training state takes seconds to write (L's 0.7 GB
+        2.8 s on a 2-core EPYC, against a 6 s epoch at 96 px)."""
         row = {"epoch": epoch + 1, **losses, "epoch_time_s": round(seconds, 2)}
         if result is not None:
             row.update(AP=result.AP, AP50=result.AP50, AP75=result.AP75)
@@ -317,7 +323,8 @@ class Trainer:
             self.tracker.predictions(self.step, self.eval_model, self.val_source,
                                      image_size=self.image_size, device=self.device)
         self.tracker.epoch(self.step, epoch + 1, seconds, result, losses)
-        atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=True), self.last_path)
+        if save_last:
+            atomic_save(self.checkpoint(epoch + 1, result, with_optimizer=True), self.last_path)
         plot_results(self.out_dir / "results.csv", self.out_dir / "results.png")
 
     def checkpoint(self, epochs_done: int, result: EvalResult | None,
@@ -357,6 +364,7 @@ class Trainer:
             self.ema.updates = ckpt["ema_updates"]
         self.start_epoch, self.step = ckpt["epoch"], ckpt["step"]
         self.best_ap, self.best_ap50 = ckpt["best_ap"], ckpt["best_ap50"]
+        self._drop_rows_after(self.start_epoch)
 
     def check_resumable(self, ckpt: Any) -> None:
         """Refuse a ``last.pt`` of another run (other model, other classes, other input size)
@@ -404,6 +412,18 @@ class Trainer:
     def _write_csv_header(self) -> None:
         atomic_write_bytes(self.out_dir / "results.csv",
                            (",".join(self.csv_columns) + "\n").encode())
+
+    def _drop_rows_after(self, epochs_done: int) -> None:
+        """results.csv as of ``last.pt``: the epochs after it (up to ``save_interval`` - 1, or
+        one a crash cut between its row and ``last.pt``) are trained again, and each keeps one
+        row."""
+        path = self.out_dir / "results.csv"
+        if not self.env.is_main or not path.is_file():
+            return
+        header, *rows = path.read_text().splitlines(keepends=True)
+        kept = [row for row in rows if int(row.split(",", 1)[0]) <= epochs_done]
+        if len(kept) < len(rows):
+            atomic_write_bytes(path, "".join([header, *kept]).encode())
 
     def _append_csv(self, row: dict[str, Any]) -> None:
         path = self.out_dir / "results.csv"

@@ -17,7 +17,7 @@ BAD = [("batch", 0), ("batch", -4), ("epochs", 0), ("epochs", -3), ("img_size", 
        ("img_size", 100), ("lr_per_image", 0.0), ("lr_per_image", math.nan),
        ("lr_per_image", math.inf), ("momentum", 1.0), ("weight_decay", -0.1),
        ("min_lr_ratio", 1.5), ("ema_decay", 1.0), ("ema_tau", 0.0), ("grad_clip", math.nan),
-       ("workers", -1), ("eval_interval", 0), ("score_threshold", 1.5),
+       ("workers", -1), ("eval_interval", 0), ("save_interval", 0), ("score_threshold", 1.5),
        ("score_threshold", math.nan), ("no_aug_epochs", -1), ("warmup_epochs", -1.0)]
 
 

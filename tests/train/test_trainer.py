@@ -71,6 +71,36 @@ def test_crash_mid_epoch_loses_only_that_epoch(tiny_data, tmp_path, monkeypatch)
     assert result.epochs == 3
 
 
+def test_save_interval_resumes_from_the_last_written_epoch(tiny_data, tmp_path, monkeypatch):
+    """last.pt every 2 epochs: a crash in epoch 4 resumes from epoch 2, and results.csv loses
+    epoch 3's row, trained again, so every epoch keeps one row."""
+    trainer = _trainer(tiny_data, tmp_path / "run", epochs=4, save_interval=2)
+    original, calls, saved_epochs = trainer.train_step, {"n": 0}, []
+    per_epoch = len(trainer.loader())
+
+    def failing_step(images, targets):
+        calls["n"] += 1
+        if calls["n"] == 3 * per_epoch + 2:  # inside epoch 4
+            saved_epochs.append(torch.load(tmp_path / "run" / "last.pt",
+                                           weights_only=True)["epoch"])
+            raise RuntimeError("power cut")
+        if calls["n"] == per_epoch + 2:  # inside epoch 2: epoch 1 wrote no last.pt
+            saved_epochs.append((tmp_path / "run" / "last.pt").exists())
+        return original(images, targets)
+
+    monkeypatch.setattr(trainer, "train_step", failing_step)
+    with pytest.raises(RuntimeError, match="power cut"):
+        trainer.fit()
+    assert saved_epochs == [False, 2]
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    result = _trainer(tiny_data, tmp_path / "run", epochs=4, save_interval=2).fit(resume=True)
+    assert result.epochs == 4
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 4
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="last.pt does not exist"):
         _trainer(tiny_data, tmp_path / "none").fit(resume=True)
