@@ -43,9 +43,9 @@ LOCAL_PARAMS: dict[str, Any] = {
     # 96 px and batch 8 (twice cpu_quick's steps per epoch): in trials on 2 cores L reached a
     # higher AP50 in the same epochs at 5e-4-6e-4 per image than at cpu_quick's 2.5e-4 or at
     # 1e-3. Epochs: what takes every model past AP50 0.5 in about 11 minutes on 2 cores. L
-    # learns slowest per epoch (AP50 0.40 after 10 epochs, 0.53 after 20); M, distilled, 0.63
-    # after 20 (0.47 after 10 of them), where S alone reaches 0.68 in 12: M trains 30, so that
-    # S's teacher is stronger than S alone.
+    # learns slowest per epoch (AP50 0.40 after 10 epochs, 0.53 after 20); M, distilled, reached
+    # 0.63 after 20, but S distilled from that M lost to S alone (0.64 vs 0.68); with 30 for M,
+    # S distilled reached 0.69 (M 0.51: its AP50 swings between epochs at this scale).
     "teacher_settings": {"epochs": 24, "img_size": 96, "no_aug_epochs": 2, "batch": 8,
                          "lr_per_image": 5e-4},
     "student_settings": {"epochs": 12, "img_size": 96, "no_aug_epochs": 2, "batch": 8,
