@@ -51,6 +51,9 @@ def test_onnxruntime_and_openvino_match_pytorch(name: str, tmp_path: Path) -> No
         box_diff = float(np.abs(boxes - want_boxes).max())
         box_error = float(np.abs(boxes - exact_boxes).max())
         assert score_diff <= SCORE_TOL and box_diff <= BOX_TOL, (runtime, score_diff, box_diff)
-        assert box_error <= 1.5 * float32_error + 1e-3, (runtime, box_error, float32_error)
+        # as exact as PyTorch's own float32, within a factor: each runtime picks its kernels
+        # by CPU (OpenVINO's damoyolo_m boxes were 2.0x PyTorch's error on an AVX-512 EPYC);
+        # a half-precision slip would be two orders of magnitude off
+        assert box_error <= 4 * float32_error + 1e-3, (runtime, box_error, float32_error)
         # not a trivial match: the scores spread out, as a trained model's do
         assert want_scores.std() > 0.01 and want_scores.max() > 0.2
