@@ -45,7 +45,8 @@ LOCAL_PARAMS: dict[str, Any] = {
     # 1e-3. Epochs: what takes every model past AP50 0.5 in about 11 minutes on 2 cores. L
     # learns slowest per epoch (AP50 0.40 after 10 epochs, 0.53 after 20); M, distilled, reached
     # 0.63 after 20, but S distilled from that M lost to S alone (0.64 vs 0.68); with 30 for M,
-    # S distilled reached 0.69 (M 0.51: its AP50 swings between epochs at this scale).
+    # S distilled reached 0.69 (M 0.51, below M alone's 0.64: its AP50 swings between epochs
+    # at this scale).
     "teacher_settings": {"epochs": 24, "img_size": 96, "no_aug_epochs": 2, "batch": 8,
                          "lr_per_image": 5e-4},
     "student_settings": {"epochs": 12, "img_size": 96, "no_aug_epochs": 2, "batch": 8,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterator, Sequence
 from multiprocessing.context import BaseContext
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -48,10 +48,12 @@ from damo_core.data.fit import FitMode, fit_from_keep_ratio
 from damo_core.errors import UserInputError
 
 __all__ = ["WORKER_STARTS", "DetectionDataset", "DetectionSource", "EpochSampler",
-           "build_dataloader", "collate", "worker_context"]
+           "WorkerStart", "build_dataloader", "collate", "worker_context"]
 
-# How loader workers may start; "auto" picks forkserver where the platform has it.
-WORKER_STARTS = ("auto", "fork", "forkserver", "spawn")
+# How loader workers may start ("auto": forkserver where the platform has it); the training
+# setting ``worker_start`` is declared with this type.
+WorkerStart = Literal["auto", "fork", "forkserver", "spawn"]
+WORKER_STARTS: tuple[str, ...] = get_args(WorkerStart)
 # What a forkserver imports once, so that the workers it forks start with it loaded.
 _FORKSERVER_PRELOAD = ["damo_core.data.loader", "damo_core.data.manifest_dataset"]
 
@@ -236,8 +238,9 @@ def worker_context(workers: int, start: str = "auto") -> BaseContext | None:
     ``auto`` is forkserver where the platform has one (Linux, macOS), else the platform's
     default. A worker forked from the training process shares its memory copy-on-write, so
     every page the training writes afterwards is copied in a page fault, and non-persistent
-    workers repeat that every epoch: on this project's 2-core machine L's epoch at 96 px took
-    22-42 s with forked workers (30-60 s of system time) against 5-6 s with forkserver ones.
+    workers repeat that every epoch: on a 2-core AMD EPYC (AVX-512) L's epoch at 96 px took
+    22-46 s with forked workers (30-70 s of system time) against 5-6 s with forkserver ones
+    (``benchmarks/worker_start.py``).
     Forkserver workers come from a small server process that has imported this module once.
     Like spawn, it imports the main module in each worker, so a script that trains through the
     library needs ``if __name__ == "__main__":`` (or ``start="fork"``).

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 
 from damo_core.data.augment.config import AugmentConfig
+from damo_core.data.loader import WorkerStart
 from damo_core.resources import data_file, read_data_text
 from damo_core.settings import (
     ConfigError,
@@ -65,7 +66,7 @@ class TrainConfig(Settings):
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     # How the data-loader workers start: auto = forkserver where the platform has it (forked
     # workers cost every epoch copy-on-write faults, damo_core.data.loader.worker_context).
-    worker_start: Literal["auto", "fork", "forkserver", "spawn"] = "auto"
+    worker_start: WorkerStart = "auto"
 
     def check(self) -> None:
         """Values the type admits but that train nonsense (batch 0 trains at learning rate 0,
