@@ -47,7 +47,9 @@ LOCAL_PARAMS: dict[str, Any] = {
     # 1e-3. No loader workers: at 96 px without mosaic a batch takes milliseconds to build,
     # less than starting workers each epoch (samples are the same either way). Epochs: the
     # teacher clearly stronger than its students alone (L AP50 0.75 after 40 epochs; M, S, T
-    # alone 0.67, 0.65, 0.57 after 20, 12, 12 on a 2-core AMD EPYC with AVX-512).
+    # alone and unclipped 0.67, 0.65, 0.57 after 20, 12, 12 on a 2-core AMD EPYC with
+    # AVX-512). Distilled vs alone per link, clip included: README, "Distillation, export,
+    # latency".
     "teacher_settings": {"epochs": 40, "img_size": 96, "no_aug_epochs": 2, "batch": 8,
                          "lr_per_image": 5e-4, "workers": 0},
     # grad_clip: the reference clips distillation at norm 30; set here for the students and the
