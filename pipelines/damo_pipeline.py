@@ -153,12 +153,14 @@ def damo_pipeline(
             settings=student_settings, size_settings=student_size_settings, size=size,
             distill_settings=distill_settings, **placement,
         ), gpus_per_node, workspace_pvc).set_display_name(f"distill {size} ◄ {teacher_size}")
-    # the control: the last student trained alone for the same settings (the cheapest size),
-    # so the report shows what distillation bought; "-control" keeps its metrics apart
+    # the control: the last student trained alone for the same settings (the cheapest size)
+    # and the distillation's gradient clip, so the report shows what the teacher bought;
+    # "-control" keeps its metrics apart
     control = _gpu_step(train(
         data=dataset, model_config=configs[CONTROL].outputs["model_config"], preset=preset,
         settings=student_settings, size_settings=student_size_settings, size=CONTROL,
-        control=True, **placement), gpus_per_node, workspace_pvc,
+        control=True, distill_settings=distill_settings, **placement), gpus_per_node,
+        workspace_pvc,
     ).set_display_name(f"train {CONTROL} alone (control)")
     scores, timings = {}, {}
     for size in SIZES:

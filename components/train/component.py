@@ -10,7 +10,8 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
           nodes: int = 1, gpus_per_node: int = 1, workspace_pvc: str = "",
           job_kind: str = "pytorchjob", mlflow_uri: str = "",
           mlflow_experiment: str = "damo-yolo", control: bool = False, size: str = "",
-          size_settings: dict = {}) -> float:  # noqa: B006 - KFP declares defaults as literals
+          size_settings: dict = {},  # noqa: B006 - KFP declares defaults as literals
+          distill_settings: dict = {}) -> float:  # noqa: B006
     """Train a model from scratch: the largest, which teaches the first distillation link, or
     (``control``) a student alone with the distilled students' settings, so the report can set
     it beside its distilled twin.
@@ -38,6 +39,10 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
             whose entry of ``size_settings`` applies as it does to its distilled twin.
         size_settings: per student size, training settings laid over ``settings`` (e.g.
             {"M": {"epochs": 10}}); {} = every size trains with ``settings``.
+        distill_settings: for the control, its distilled twin's distillation settings: it
+            takes their gradient clip (the reference's 30 by default) unless ``settings`` or
+            the preset set one, so it differs from the twin only by the teacher. Unused
+            otherwise.
     Returns:
         Validation AP50 of the best checkpoint.
     """
@@ -49,7 +54,8 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
                run_id=run_id, placement=Placement(nodes, gpus_per_node, workspace_pvc,
                                                   DAMO_GPU_IMAGE, job_kind),
                page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,
-               control=control, size=size, size_settings=size_settings)
+               control=control, size=size, size_settings=size_settings,
+               distill_settings=distill_settings if control else None)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from damo_core.metrics.mlflow_tracking import DEFAULT_EXPERIMENT
-from damo_core.steps._training import Placement, fit
+from damo_core.steps._training import Placement, clipped_as_distilled, fit, settings_for_size
 
 CONTROL_SUFFIX = "-control"
 
@@ -19,7 +19,8 @@ def run(data: str | Path, out: str | Path, *, model: str,
         placement: Placement | None = None, progress: bool = False,
         page: str | Path | None = None, mlflow_uri: str = "",
         mlflow_experiment: str = DEFAULT_EXPERIMENT, control: bool = False, size: str = "",
-        size_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        size_settings: Mapping[str, Any] | None = None,
+        distill_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` (zoo name or model YAML) on ``data`` (a ``dataset.yaml`` or the
     directory holding one) into ``out``: last.pt, best.pt, results.csv/png, metrics.json and
     TensorBoard event files in tensorboard/; ``page``, when given, gets an HTML page of them.
@@ -37,11 +38,18 @@ def run(data: str | Path, out: str | Path, *, model: str,
     appended, so its pushed metrics and MLflow run never mix with the distilled model's, which
     has the same name. ``size``/``size_settings``: the student size the control stands in for
     and the pipeline's per-size settings, laid over ``settings`` as for its distilled twin.
+    ``distill_settings``: the twin's distillation settings; the control takes their gradient
+    clip unless the training settings set their own, as the twin does
+    (:func:`~damo_core.steps._training.clipped_as_distilled`).
     """
     if control:
         from damo_core.metrics import run_id as env_run_id
 
         run_id = f"{run_id or env_run_id()}{CONTROL_SUFFIX}"
+        if distill_settings is not None:
+            settings = clipped_as_distilled(settings_for_size(settings, size_settings, size),
+                                            preset, distill_settings)
+            size_settings = None  # laid over already
     if backbone is not None:
         from damo_core.nas.search import model_yaml_with_backbone
 

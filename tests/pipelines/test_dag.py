@@ -63,6 +63,9 @@ def test_control_is_the_last_student_alone_and_reaches_the_report(ir):
     params = control["inputs"]["parameters"]
     assert params["settings"] == {"componentInputParameter": "student_settings"}
     assert params["control"]["runtimeValue"]["constant"] is True
+    # ... and the distillation's settings, whose gradient clip its twin trains with
+    assert params["distill_settings"] == {"componentInputParameter": "distill_settings"}
+    assert "distill_settings" not in tasks["train"]["inputs"]["parameters"]
     assert tasks["train"]["inputs"]["parameters"]["settings"] == {
         "componentInputParameter": "teacher_settings"}
     # the control trains with T's settings, per-size entry included, as its distilled twin
