@@ -33,7 +33,7 @@ Why this shape:
   turns it off. With raw-pixel input the clip is not rare: in the local run's first epochs
   (96 px, AdamW) M's gradient norm has a median of 9 and a tenth of its steps above 54, and
   the clip alone (distillation weight 0) took M's AP50 after 20 epochs from 0.67 to 0.36;
-  yet distilled, M reached 0.55 clipped and 0.42 unclipped. A distilled-vs-alone comparison
+  yet distilled, M reached 0.55 clipped and 0.43 unclipped. A distilled-vs-alone comparison
   therefore clips both or neither (the pipeline's control takes the distillation's clip).
 
 Chain used by the paper: L distils itself, then L -> M -> S -> T (:func:`distill_chain`).
