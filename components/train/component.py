@@ -55,7 +55,7 @@ def train(data: Input[Dataset], model_config: Input[Artifact], preset: str, sett
                                                   DAMO_GPU_IMAGE, job_kind),
                page=curves.path, mlflow_uri=mlflow_uri, mlflow_experiment=mlflow_experiment,
                control=control, size=size, size_settings=size_settings,
-               distill_settings=distill_settings if control else None)
+               distill_settings=distill_settings)
     model.metadata.update(meta)
     for key in ("AP", "AP50"):
         metrics.log_metric(key, meta[key])

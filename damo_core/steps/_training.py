@@ -56,20 +56,18 @@ def settings_for_size(settings: Mapping[str, Any] | None,
 
 def clipped_as_distilled(settings: Mapping[str, Any] | None, preset: str | Path | None,
                          distill_settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``settings`` (already laid over for the size) with the gradient clip a distilled twin
-    trains with: the training's own ``grad_clip`` when the preset or ``settings`` set one,
-    else the distillation's (the reference's 30). A control trained without it is not the
-    distilled student minus its teacher: on raw-pixel input M's gradient norm often exceeds
-    30, and the clip alone moved M's AP50 by 0.3 in the local run (damo_core.train.distill,
-    "Gradient clipping")."""
+    """``settings`` (already laid over for the size) with ``grad_clip`` set to what a distilled
+    twin trains with (:func:`damo_core.train.distill.distill_clip`, over the preset too). A
+    control trained without it is not the distilled student minus its teacher: on raw-pixel
+    input M's gradient norm often exceeds 30, and the clip alone moved M's AP50 by 0.3 in the
+    local run (damo_core.train.distill, "Gradient clipping")."""
     from damo_core.train import load_train_config
-    from damo_core.train.distill import DistillConfig
+    from damo_core.train.distill import DistillConfig, distill_clip
 
     out = dict(settings or {})
-    if load_train_config(preset_path(preset), out).grad_clip > 0:
-        return out
-    clip = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings").grad_clip
-    return {**out, "grad_clip": clip}
+    dcfg = DistillConfig.from_dict(dict(distill_settings or {}), "distill_settings")
+    train_clip = load_train_config(preset_path(preset), out).grad_clip
+    return {**out, "grad_clip": distill_clip(train_clip, dcfg)}
 
 
 def _laid_over(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:

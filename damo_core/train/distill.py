@@ -90,6 +90,13 @@ class DistillConfig(Settings):
                      "levels", "must be distinct indices >= 0")
 
 
+def distill_clip(train_clip: float, dcfg: DistillConfig) -> float:
+    """The gradient clip a distillation run trains with: the training's own ``grad_clip`` when
+    set (> 0), else the distillation's (the reference's 30); 0 from both: none. The pipeline's
+    control clips by the same rule, so it differs from its distilled twin only by the teacher."""
+    return train_clip or dcfg.grad_clip
+
+
 def distill_weight(step: int, total: int, start: float, end: float) -> float:
     """Cosine decay from ``start`` (step 0) to ``end`` (step ``total`` and after)."""
     if total <= 0:
@@ -263,8 +270,7 @@ class DistillTrainer(Trainer):
                 "distill_weight": torch.tensor(weight)}
 
     def clip_norm(self) -> float:
-        """The reference clips distillation runs at norm 30 unless training sets its own."""
-        return self.cfg.grad_clip or self.dcfg.grad_clip
+        return distill_clip(self.cfg.grad_clip, self.dcfg)
 
     def trainable(self) -> nn.Module:
         align = getattr(self, "distill_loss", None)  # absent while the base class initialises

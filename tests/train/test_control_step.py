@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from damo_core.settings import ConfigError
 from damo_core.steps import train
 
 
@@ -71,7 +72,7 @@ def test_without_distill_settings_the_settings_pass_as_given(fit_calls, tmp_path
 
 
 def test_a_bad_distill_clip_is_named(fit_calls, tmp_path):
-    with pytest.raises(Exception, match="grad_clip"):
+    with pytest.raises(ConfigError, match="distill_settings.*grad_clip.*'high'"):
         train.run(tmp_path, tmp_path / "out", model="damoyolo_t", control=True,
                   distill_settings={"grad_clip": "high"})
     assert not fit_calls
