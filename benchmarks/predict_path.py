@@ -37,6 +37,7 @@ from damo_core.bench.compare import Contender, Timing, interleaved
 from damo_core.bench.latency import host_info
 from damo_core.bench.verdict import Goal, judge
 from damo_core.data.fit import model_fit
+from damo_core.environ import torch_threads
 from damo_core.eval.engine import ExportedDetector, dense_outputs
 from damo_core.eval.predict import predict
 from damo_core.eval.preprocess import load_image, prepare_image
@@ -106,11 +107,19 @@ def contenders(fused: Detector, unfused: Detector, ir: Path, image: Path, size: 
         return lambda files: predict(model, files, image_size=size, score_threshold=SCORE,
                                      batch_size=1, workers=0)
 
+    def one_torch_thread(run: Any) -> Any:
+        """As ``damo predict`` runs an export: torch down to one thread (engine's
+        ``_runtime_owns_cpu``), so its pool does not spin on OpenVINO's cores."""
+        def call(x: Any) -> Any:
+            with torch_threads(1):
+                return run(x)
+        return call
+
     return [Contender("torch raw", raw(fused), fitted),
             Contender("torch predict", path_of(fused), [image]),
             Contender("torch predict, unfused", path_of(unfused), [image]),
-            Contender("openvino raw", raw(exported), fitted),
-            Contender("openvino predict", path_of(exported), [image])]
+            Contender("openvino raw", one_torch_thread(raw(exported)), fitted),
+            Contender("openvino predict", one_torch_thread(path_of(exported)), [image])]
 
 
 def report(timings: dict[str, Timing], found: int) -> None:

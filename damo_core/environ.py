@@ -1,8 +1,10 @@
-"""Environment variables set for the length of a block, then put back as they were.
+"""Process-wide settings changed for the length of a block, then put back as they were:
+environment variables (:func:`exported_env`) and PyTorch's thread count (:func:`torch_threads`).
 
-Why one helper: the in-process trainer, the local S3 endpoint and the local run's cache all
-hand settings to code (and to subprocesses and containers) through ``os.environ``, and each
-must leave the caller's environment exactly as it found it, however the block ends.
+Why one helper each: the in-process trainer, the local S3 endpoint and the local run's cache all
+hand settings to code (and to subprocesses and containers) through ``os.environ``, and the
+latency benchmark and exported-model inference resize torch's thread pool; each must leave the
+caller's process exactly as it found it, however the block ends.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-__all__ = ["exported_env"]
+__all__ = ["exported_env", "torch_threads"]
 
 
 @contextmanager
@@ -32,3 +34,18 @@ def _put(key: str, value: str | None) -> None:
         os.environ.pop(key, None)
     else:
         os.environ[key] = value
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to ``threads`` for the duration (``None`` or 0:
+    unchanged)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -27,6 +27,7 @@ import torch
 
 from damo_core.atomic import atomic_write_text
 from damo_core.bench.precision import cpu_features
+from damo_core.environ import torch_threads
 from damo_core.errors import UserInputError
 from damo_core.export import onnx as onnx_format
 from damo_core.export import openvino as openvino_format
@@ -240,10 +241,5 @@ def run_benchmarks(model: Detector, targets: list[str], **kwargs: Any) -> list[B
 def _time_torch(runner: TorchRunner, images: np.ndarray, threads: int | None, warmup: int,
                 runs: int) -> LatencyStats:
     """Time with ``threads`` torch threads, restoring the process-wide setting after."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return benchmark(runner, torch.from_numpy(images), warmup=warmup, runs=runs)
-    finally:
-        torch.set_num_threads(before)

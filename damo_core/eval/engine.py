@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from damo_core.data.fit import set_model_fit
+from damo_core.environ import torch_threads
 from damo_core.errors import UserInputError
 
 INT8_CALIB_IMAGES = 300  # NNCF's default subset size
@@ -168,7 +169,8 @@ def open_inference_model(weights: str | Path, *, precision: str | None = None,
                                  "use fp32, bf16 or int8")
     if is_export(weights):
         model = ExportedDetector(weights, precision=precision, threads=threads)
-        yield model, model.meta()
+        with _runtime_owns_cpu(model):
+            yield model, model.meta()
         return
     from damo_core.steps._common import weights_file
     from damo_core.train.checkpoint_io import load_fused
@@ -188,4 +190,13 @@ def open_inference_model(weights: str | Path, *, precision: str | None = None,
                          int8=precision == "int8", data=data if precision == "int8" else None,
                          calib_count=INT8_CALIB_IMAGES, class_names=list(meta["class_names"]))
         exported = ExportedDetector(path, precision=precision, threads=threads)
-        yield exported, {**meta, "precision": precision}
+        with _runtime_owns_cpu(exported):
+            yield exported, {**meta, "precision": precision}
+
+
+def _runtime_owns_cpu(model: ExportedDetector) -> contextlib.AbstractContextManager[None]:
+    """One torch thread while a CPU runtime (OpenVINO, ONNX Runtime) runs the model: torch
+    then only decodes, fits and runs NMS, and its idle pool threads spin on the cores the
+    runtime's own pool needs next (OpenVINO Ns per image on a 2-core Xeon: 21.2 ms with two
+    torch threads, 20.3 with one; ``benchmarks/predict_path.py``)."""
+    return contextlib.nullcontext() if model.export.fmt == "tensorrt" else torch_threads(1)

@@ -93,8 +93,11 @@ def _postprocess_one(
     pre_nms_topk: int,
 ) -> Detections:
     """One image: ``scores [N, C]``, ``boxes [N, 4]``."""
-    valid = (scores > score_threshold) & torch.isfinite(boxes).all(dim=-1, keepdim=True)
-    anchors, labels = valid.nonzero(as_tuple=True)
+    anchors, labels = (scores > score_threshold).nonzero(as_tuple=True)
+    # the finiteness test on the candidates only: the whole map is ~100x larger
+    finite = torch.isfinite(boxes[anchors]).all(dim=-1)
+    if not bool(finite.all()):
+        anchors, labels = anchors[finite], labels[finite]
     cand_scores = scores[anchors, labels]
     if 0 < pre_nms_topk < cand_scores.numel():
         cand_scores, order = cand_scores.topk(pre_nms_topk)

@@ -1,9 +1,9 @@
 """Inference inputs: decode an image, fit it to the network input the way the model was
 trained, and keep the :class:`~damo_core.data.fit.Placement` that maps detections back.
 
-The fit itself (letterbox or stretch, rounding, padding) is :func:`damo_core.data.fit.fit_image`,
-the very function the training loader, INT8 calibration and Triton's preprocess model call;
-this module only turns its result into the float tensor the detector takes. Images are RGB,
+The fit itself (letterbox or stretch, rounding, padding) is :func:`damo_core.data.fit.fit_planes`,
+which the training loader (through ``fit_image``), INT8 calibration and Triton's preprocess
+model call too; here it writes the float planes the detector takes directly. Images are RGB,
 returned as raw 0..255 floats because the model normalises internally.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from damo_core.data.fit import LEGACY_FIT, FitMode, Placement, fit_image
+from damo_core.data.fit import LEGACY_FIT, FitMode, Placement, fit_planes
 from damo_core.data.images import load_rgb_array
 
 __all__ = ["PreparedImage", "load_image", "prepare_image"]
@@ -44,7 +44,5 @@ class PreparedImage:
 def prepare_image(image: np.ndarray, size: int, fit: FitMode = LEGACY_FIT) -> PreparedImage:
     """Fit one ``H×W×3`` RGB array into a ``size`` input by ``fit``; cheap enough to run in a
     worker thread. ``fit`` defaults to the mode of models that never recorded one."""
-    canvas, placement = fit_image(image, size, fit)
-    # HWC uint8 to CHW float32 in one copy (a new, writable array: PIL's are read-only)
-    planes = np.array(canvas.transpose(2, 0, 1), dtype=np.float32, order="C")
-    return PreparedImage(torch.from_numpy(planes), placement)
+    planes, placement = fit_planes(image, size, fit, dtype=torch.float32)
+    return PreparedImage(planes, placement)

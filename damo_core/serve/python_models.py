@@ -125,6 +125,9 @@ def build(args: Mapping[str, str], config: Mapping[str, Any],
           params: Mapping[str, str]) -> _Model:
     """The model for ``params["role"]``; called by :data:`MODEL_PY` inside the backend stub."""
     pb = importlib.import_module("triton_python_backend_utils")
+    # Each model runs in its own stub process. Torch only decodes, fits and runs NMS here, and
+    # a pool of several threads would spin on the cores the detector's runtime needs next.
+    torch.set_num_threads(1)
     role = params.get("role")
     if role == "preprocess":
         return Preprocess(pb, params)

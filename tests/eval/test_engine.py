@@ -165,3 +165,13 @@ def test_predict_cli_on_an_export_and_bad_precision(tmp_path: Path, exports: dic
                                    "--out", str(tmp_path / "bad"), "--precision", "fp12"])
     assert bad.exit_code == 2 and "'fp12' is not a precision" in bad.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_export_runs_with_one_torch_thread_and_restores_it(exports: dict[str, Path]) -> None:
+    """While a CPU runtime runs the model, torch (decode, fit, NMS only) keeps one thread so
+    its pool does not spin on the runtime's cores; the caller's setting comes back after."""
+    torch.set_num_threads(2)
+    with open_inference_model(exports["openvino"]) as (model, _):
+        assert torch.get_num_threads() == 1
+        assert len(dense_outputs(model, _images(1))) == 2
+    assert torch.get_num_threads() == 2

@@ -4,11 +4,12 @@ Fitting to the network input (letterbox or stretch) is :mod:`damo_core.data.fit`
 evaluation and serving; :func:`fit_sample` only carries the boxes along.
 
 Coordinate convention: boxes are float32 ``[N, 4]`` xyxy in *continuous* pixel coordinates,
-pixel ``i`` covering ``[i, i + 1)``. Pillow's resize and affine warp sample in exactly this
-convention, so a box maps through the very matrix that warps the image and stays aligned with
-its object to sub-pixel accuracy (OpenCV's warp is centred on integers instead, which would
-shift every box by half a pixel per transform). Images are HxWx3 uint8 RGB throughout:
-interpolating in uint8 keeps the per-sample cost low, and the network converts to float once.
+pixel ``i`` covering ``[i, i + 1)``. The resize (:func:`damo_core.data.fit.resample`) and
+Pillow's affine warp sample in exactly this convention, so a box maps through the very matrix
+that warps the image and stays aligned with its object to sub-pixel accuracy (OpenCV's warp
+is centred on integers instead, which would shift every box by half a pixel per transform).
+Images are HxWx3 uint8 RGB throughout: interpolating in uint8 keeps the per-sample cost low,
+and the network converts to float once.
 
 Every random op takes an explicit ``np.random.Generator`` so a (seed, epoch, index) triple
 reproduces a sample exactly, whichever DataLoader worker builds it.
