@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,6 +27,8 @@ from damo_core.errors import InputNotFoundError, UserInputError
 # PIL's own decompression-bomb limit (~179 MP). Override with $DAMO_MAX_IMAGE_PIXELS.
 DEFAULT_MAX_PIXELS = 64_000_000
 MAX_PIXELS_ENV = "DAMO_MAX_IMAGE_PIXELS"
+
+_T = TypeVar("_T")
 
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -53,6 +56,24 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
 
     ``name`` is what errors call the input (default: the path, or "image").
     """
+    return _decoded(source, name, to_rgb)
+
+
+def load_rgb_array(source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
+    """:func:`open_rgb` as an ``H×W×3`` uint8 array (read-only, as NumPy gets it from PIL)."""
+    return _decoded(source, name, _rgb_array)
+
+
+def _rgb_array(im: Image.Image) -> np.ndarray:
+    """An RGB image's pixels taken as they are: converting first would copy them once more
+    (0.4 ms of a 640x480 JPEG's 2.6 ms)."""
+    im.load()  # a truncated file fails here, as an OSError, not inside NumPy's conversion
+    return np.asarray(im if im.mode == "RGB" else to_rgb(im))
+
+
+def _decoded(source: str | Path | bytes | BinaryIO, name: str | None,
+             finish: Callable[[Image.Image], _T]) -> _T:
+    """``finish`` applied to the opened image, within the checks both readers share."""
     label = name or (str(source) if isinstance(source, str | Path) else "image")
     if isinstance(source, str | Path) and Path(source).is_dir():
         raise ImageDecodeError(f"{label}: is a directory, not an image file")
@@ -66,7 +87,7 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
             if width * height > limit:
                 raise ImageDecodeError(
                     f"{label}: {width}x{height} is {width * height / 1e6:.0f} megapixels, {over}")
-            return to_rgb(im)
+            return finish(im)
     except FileNotFoundError:
         raise InputNotFoundError(f"image file {label} does not exist") from None
     except Image.DecompressionBombError as err:  # PIL's own, far larger, limit tripped first
@@ -75,11 +96,6 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
         if isinstance(err, ImageDecodeError):
             raise
         raise ImageDecodeError(f"{label}: not a decodable image ({err})") from None
-
-
-def load_rgb_array(source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
-    """:func:`open_rgb` as an ``H×W×3`` uint8 array."""
-    return np.asarray(open_rgb(source, name))
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

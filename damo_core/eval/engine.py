@@ -197,6 +197,7 @@ def open_inference_model(weights: str | Path, *, precision: str | None = None,
 def _runtime_owns_cpu(model: ExportedDetector) -> contextlib.AbstractContextManager[None]:
     """One torch thread while a CPU runtime (OpenVINO, ONNX Runtime) runs the model: torch
     then only decodes, fits and runs NMS, and its idle pool threads spin on the cores the
-    runtime's own pool needs next (OpenVINO Ns per image on a 2-core Xeon: 21.2 ms with two
-    torch threads, 20.3 with one; ``benchmarks/predict_path.py``)."""
+    runtime's own pool needs next (``damo predict`` of one image with OpenVINO Ns on a 2-core
+    Xeon: 21.2 and 23.0 ms with two torch threads, 20.3 and 20.5 with one; medians of 60
+    calls, two passes)."""
     return contextlib.nullcontext() if model.export.fmt == "tensorrt" else torch_threads(1)

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from damo_core.cli.app import app
-from damo_core.data.images import MAX_PIXELS_ENV, ImageDecodeError, load_rgb_array
+from damo_core.data.images import MAX_PIXELS_ENV, ImageDecodeError, load_rgb_array, open_rgb
 from damo_core.eval import annotated_paths
 from damo_core.models import build_model
 from damo_core.train.checkpoint_io import atomic_save, model_meta
@@ -46,6 +46,20 @@ def test_float_image_in_unit_range_is_scaled(tmp_path: Path) -> None:
     Image.fromarray(values, mode="F").save(path)
     rgb = load_rgb_array(path)
     assert rgb[..., 1].max() == 255 and rgb[..., 1].min() == 0
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
+def test_pixels_are_the_rgb_conversions(tmp_path: Path, mode: str) -> None:
+    """RGB files are read without a conversion; every mode gives what converting would."""
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    path = tmp_path / f"{mode}.png"
+    Image.fromarray(pixels).convert(mode).save(path)
+    with Image.open(path) as im:
+        expected = np.asarray(im.convert("RGB"))
+    rgb = load_rgb_array(path)
+    assert rgb.shape == (24, 40, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb, expected)
+    np.testing.assert_array_equal(np.asarray(open_rgb(path)), expected)
 
 
 BAD_FILES = {
